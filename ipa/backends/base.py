@@ -1,0 +1,73 @@
+"""The one interface every backend implements, so the adapter, the optimiser and the analysis
+never know which backend they drive.
+
+A run is: ``start`` -> repeatedly (``clock.sleep_until`` the next interval, ``monitor`` read,
+``apply``) -> ``stop``. The simulator's clock advances simulated time (processing events up to
+the target time); a live backend's clock sleeps on the wall clock.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from ipa.configuration import Configuration
+from ipa.pipelines.pipeline import Pipeline
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the run started."""
+
+    def sleep_until(self, t: float) -> None:
+        """Return when ``now() >= t`` (in the simulator: after processing every event before t)."""
+
+
+@dataclass(frozen=True)
+class MonitorReading:
+    """What the adapter may know about the recent past, as Prometheus would expose it.
+
+    ``arrivals_per_s`` holds per-second arrival counts for whole seconds ending at ``until_s``
+    (oldest first); it may be shorter than asked for at the start of a run. ``None`` from a
+    monitor means no data (e.g. Prometheus down): the adapter then keeps the configuration.
+    """
+
+    until_s: float
+    arrivals_per_s: Sequence[float]
+
+
+class Monitor(Protocol):
+    def read(self, window_s: int) -> MonitorReading | None:
+        """Per-second arrivals over the last ``window_s`` seconds, or None when unavailable."""
+
+
+@dataclass(frozen=True)
+class AppliedChange:
+    """A configuration the backend was asked to apply, when asked and when it took effect."""
+
+    requested_at_s: float
+    configuration: Configuration
+    completed_at_s: float | None = None
+    note: str = ""
+
+
+@dataclass
+class RunOutput:
+    """What a backend hands back at ``stop``; written to the run folder by ipa.runs."""
+
+    requests: "object"  # pandas.DataFrame, one row per request (see docs/run-folder.md)
+    applied: list[AppliedChange] = field(default_factory=list)
+    extra_files: dict[str, str] = field(default_factory=dict)  # name -> path of logs etc.
+
+
+class Backend(Protocol):
+    clock: Clock
+    monitor: Monitor
+
+    def start(self, pipeline: Pipeline, initial: Configuration, send_times_s: Sequence[float]) -> None:
+        """Bring the pipeline up at ``initial`` and begin replaying the intended send times."""
+
+    def apply(self, configuration: Configuration) -> None:
+        """Move to ``configuration``; never lose a request in flight."""
+
+    def stop(self) -> RunOutput:
+        """Finish (drain or account every request), tear everything down, return the records."""
