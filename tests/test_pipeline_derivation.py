@@ -1,0 +1,88 @@
+"""Derived parameters (base cores, SLA, drop limit) and pipeline accuracy in both definitions."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+
+def test_pas_is_the_product_of_stage_accuracies(tiny_pipeline):
+    acc = tiny_pipeline.accuracy({"detector": "det-m", "classifier": "cls-l"}, "pas")
+    assert acc == pytest.approx(0.50 * 0.78)
+
+
+def test_rank_sum_normalises_ranks_per_stage(tiny_pipeline):
+    assert tiny_pipeline.accuracy({"detector": "det-s", "classifier": "cls-s"}, "rank_sum") == 0
+    assert tiny_pipeline.accuracy({"detector": "det-l", "classifier": "cls-l"}, "rank_sum") == 2
+    assert tiny_pipeline.accuracy({"detector": "det-m", "classifier": "cls-l"}, "rank_sum") == pytest.approx(1.5)
+
+
+def test_pas_maps_wer_to_100_minus_value(make_tiny_pipeline):
+    audio = make_tiny_pipeline("tiny-audio")
+    assert audio.accuracy({"asr": "asr-s", "classifier": "cls-s"}) == pytest.approx(0.92 * 0.70)
+
+
+def test_more_accurate_variant_never_gets_fewer_cores(make_tiny_pipeline):
+    for threshold in (1, 4, 10, 30):
+        p = make_tiny_pipeline("tiny-video", threshold_rps=threshold)
+        for stage in p.stage_names:
+            cores = [sp.base_cores for sp in p.stage_profiles[stage]]  # least accurate first
+            assert cores == sorted(cores), (threshold, stage, cores)
+
+
+def test_base_cores_is_the_smallest_allocation_meeting_the_threshold(make_tiny_pipeline):
+    p = make_tiny_pipeline("tiny-video", threshold_rps=10, batching_cap=1)
+    for stage in p.stage_names:
+        floor = 1
+        for sp in p.stage_profiles[stage]:
+            key = p.spec.stage(stage).profile_key(sp.variant)
+            ok = [c for c in p.profiles.cores(key)
+                  if p.profiles.get(key, 1, c).throughput_rps >= 10
+                  and p.profiles.get(key, 1, c).latency_p99_s <= p.stage_sla_s[stage]]
+            expected = max(min(ok), floor) if ok else max(p.profiles.cores(key))
+            assert sp.base_cores == expected
+            assert sp.threshold_met == bool(ok)
+            floor = sp.base_cores
+
+
+def test_sla_is_factor_times_mean_batch1_latency_at_base_cores(tiny_pipeline):
+    p = tiny_pipeline
+    total = 0.0
+    for stage in p.stages:
+        lat = [p.profiles.get(stage.profile_key(v), 1, p.base_cores(stage.name, v.name)).latency_mean_s
+               for v in stage.variants]
+        assert p.stage_sla_s[stage.name] == pytest.approx(5 * sum(lat) / len(lat))
+        total += p.stage_sla_s[stage.name]
+    assert p.sla_s == pytest.approx(total)
+    assert p.drop_limit_s == pytest.approx(2 * total)
+
+
+def test_sla_factor_and_drop_limit_are_overridable(make_tiny_pipeline):
+    base = make_tiny_pipeline("tiny-video")
+    tighter = make_tiny_pipeline("tiny-video", sla_factor=2.5)
+    assert tighter.sla_s < base.sla_s
+    assert make_tiny_pipeline("tiny-video", drop_limit_s=7).drop_limit_s == 7
+
+
+def test_batch_sizes_follow_the_batching_cap(make_tiny_pipeline):
+    assert make_tiny_pipeline("tiny-video").batch_sizes("detector", "det-s") == [1, 2, 4, 8]
+    assert make_tiny_pipeline("tiny-audio").batch_sizes("asr", "asr-s") == [1]
+
+
+def test_unreachable_threshold_takes_the_largest_allocation(make_tiny_pipeline):
+    p = make_tiny_pipeline("tiny-audio", threshold_rps=1000)
+    for stage in p.stage_names:
+        for sp in p.stage_profiles[stage]:
+            assert not sp.threshold_met and sp.base_cores == 16
+
+
+@pytest.mark.parametrize("name", ["video", "audio-qa", "audio-sent", "sum-qa", "nlp"])
+def test_reference_pipelines_derive_finite_parameters(reference_pipeline, name):
+    p = reference_pipeline(name)
+    assert math.isfinite(p.sla_s) and p.sla_s > 0
+    desc = p.describe()
+    for stage in desc["stages"]:
+        for v in stage["variants"]:
+            assert v["base_cores"] >= 1
+            assert {r["batch"] for r in v["profile"]} >= {1}
+            assert all(r["latency_p99_s"] >= r["latency_p50_s"] * 0.5 for r in v["profile"])
