@@ -76,7 +76,9 @@ def make_solver(solver: str | pulp.LpSolver = "cbc", time_limit_s: float | None 
 
 
 def solver_name(solver: str | pulp.LpSolver) -> str:
-    return solver if isinstance(solver, str) else type(solver).__name__
+    if isinstance(solver, str):
+        return solver
+    return {"PULP_CBC_CMD": "cbc", "HiGHS": "highs"}.get(type(solver).__name__, type(solver).__name__)
 
 
 def _run(model: Model, solver: pulp.LpSolver) -> str:

@@ -1,0 +1,78 @@
+"""Policies: IPA and its baselines, each a small pure function of (observation, state).
+
+``make_policy(name, pipeline, **options)`` returns a callable ``policy(observation, state) ->
+(Decision, state)``; ``policy.initial_state()`` gives the state of the first call.
+
+=========== ========================================================================
+``ipa``       every knob free (variant, batch, replicas per stage)
+``fa2-low``   variants pinned to the least accurate per stage (param ``fa2_low`` overrides)
+``fa2-high``  variants pinned to the most accurate per stage (param ``fa2_high`` overrides)
+``rim``       replicas pinned per stage for the run (param ``rim_replicas``, else what the
+              most accurate variant needs at batch 1 for option ``mean_rate_rps``)
+``static``    IPA's decision at the first call, kept for the whole run
+=========== ========================================================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pulp
+
+from ipa.configuration import Configuration, Decision
+from ipa.errors import ConfigError
+from ipa.optimizer.problem import picks_of, problem_from_pipeline
+from ipa.optimizer.solve import make_solver, solver_name
+from ipa.policies.observation import Observation, PolicyState
+from ipa.policies.pins import fa2_variants, rim_replicas
+from ipa.policies.rules import Context, adaptive, static
+
+POLICIES = ("ipa", "fa2-low", "fa2-high", "rim", "static")
+DEFAULT_TIME_LIMIT_S = 2.0  # the paper's budget for one decision (fact 22)
+
+Rule = Callable[[Observation, PolicyState, Context], "tuple[Decision, PolicyState]"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    rule: Rule
+    context: Context
+
+    def initial_state(self, fixed: Configuration | None = None) -> PolicyState:
+        """The state before the first call; ``fixed`` gives ``static`` its configuration up front."""
+        if fixed is not None:
+            if self.rule is not static:
+                raise ConfigError(f"only policy 'static' takes a fixed configuration, not {self.name!r}")
+            if picks_of(self.context.template, fixed) is None:
+                raise ConfigError(f"configuration {fixed.to_json()} does not fit the pipeline's stages, "
+                                  f"variants and batch sizes")
+        return PolicyState(fixed=fixed)
+
+    def __call__(self, observation: Observation, state: PolicyState) -> tuple[Decision, PolicyState]:
+        return self.rule(observation, state, self.context)
+
+    @property
+    def pins(self) -> dict:
+        t = self.context.template
+        return {"variants": dict(t.pinned_variants), "replicas": dict(t.pinned_replicas)}
+
+
+def make_policy(name: str, pipeline, *, sla_s: float | None = None, alpha: float | None = None,
+                beta: float | None = None, gamma: float | None = None, statistic: str | None = None,
+                accuracy_method: str | None = None, solver: str | pulp.LpSolver = "cbc",
+                time_limit_s: float | None = DEFAULT_TIME_LIMIT_S,
+                mean_rate_rps: float | None = None) -> Policy:
+    """A policy for ``pipeline``; every bad option raises ``ConfigError`` here, never in a call."""
+    if name not in POLICIES:
+        raise ConfigError(f"unknown policy {name!r}; use one of {', '.join(POLICIES)}")
+    pinned_variants = fa2_variants(pipeline, name.split("-")[1]) if name.startswith("fa2-") else None
+    pinned_replicas = rim_replicas(pipeline, mean_rate_rps) if name == "rim" else None
+    template = problem_from_pipeline(pipeline, 1.0, sla_s=sla_s, alpha=alpha, beta=beta, gamma=gamma,
+                                     statistic=statistic, accuracy_method=accuracy_method,
+                                     pinned_variants=pinned_variants, pinned_replicas=pinned_replicas)
+    context = Context(template, make_solver(solver, time_limit_s), solver_name(solver), time_limit_s)
+    return Policy(name, static if name == "static" else adaptive, context)
+
+
+__all__ = ["DEFAULT_TIME_LIMIT_S", "Observation", "POLICIES", "Policy", "PolicyState", "make_policy"]
