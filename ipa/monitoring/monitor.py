@@ -1,0 +1,117 @@
+"""The adapter's view of the live pipeline: per-second arrivals read from Prometheus (PromQL).
+
+IPA reads the per-second rate of the router's request counter (fact 23). Here the raw samples
+of ``ipa_router_requests_total`` over the window come back from one range-vector query and are
+differenced per whole second, so each second's count is exact up to the 1-s scrape delay.
+Anything that is not clean data (Prometheus unreachable, an error, a gap in the samples, NaN)
+gives ``None``: the adapter then keeps its configuration rather than act on a hole.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Callable, Sequence
+
+from ipa.backends.base import MonitorReading
+
+ARRIVALS_METRIC = "ipa_router_requests_total"
+MAX_GAP_S = 3.0  # samples further apart than this (scrape interval 1 s) mean Prometheus lost data
+
+log = logging.getLogger("ipa.monitoring")
+
+
+def per_second_counts(samples: Sequence[tuple[float, float]], first: int, last: int) -> list[float] | None:
+    """Increments of a counter in each whole second (T-1, T] for T = first..last (epoch seconds).
+
+    The counter's value at T is its last sample at or before T; a decrease is a counter reset
+    (the process restarted), after which the new value counts from zero. None when a second has
+    no sample on one side of it.
+    """
+    if not samples:
+        return None
+    out: list[float] = []
+    i = 0
+    prev_val: float | None = None
+    values_at: list[float | None] = []
+    for t_boundary in range(first - 1, last + 1):
+        while i < len(samples) and samples[i][0] <= t_boundary:
+            prev_val = samples[i][1]
+            i += 1
+        values_at.append(prev_val)
+    for a, b in zip(values_at, values_at[1:]):
+        if a is None or b is None or math.isnan(a) or math.isnan(b):
+            return None
+        out.append(b - a if b >= a else b)
+    return out
+
+
+class PrometheusMonitor:
+    """``read(window_s)`` -> MonitorReading of per-second arrivals, or None when data is missing."""
+
+    def __init__(self, url: str, t0_wall: float, *, metric: str = ARRIVALS_METRIC, timeout_s: float = 2.0,
+                 wall: Callable[[], float] = time.time):
+        from prometheus_api_client import PrometheusConnect
+        from urllib3.util.retry import Retry
+
+        self.url, self.t0_wall, self.metric, self.wall = url, t0_wall, metric, wall
+        # no retries: an unavailable Prometheus must answer None quickly, not after back-offs
+        self.prom = PrometheusConnect(url=url, disable_ssl=True, retry=Retry(total=0), timeout=timeout_s)
+        self.unavailable_since: float | None = None
+        self.log: list[tuple[float, str]] = []  # (run seconds, message) for the run folder
+
+    def _note(self, msg: str) -> None:
+        now = self.wall() - self.t0_wall
+        self.log.append((now, msg))
+        log.warning("%s", msg)
+
+    def _samples(self, window_s: int) -> list[list[tuple[float, float]]] | None:
+        try:
+            result = self.prom.custom_query(f"{self.metric}[{int(window_s) + 3}s]")
+        except Exception as e:  # connection refused, timeout, HTTP 5xx, bad JSON: all mean "no data"
+            self._unavailable(f"Prometheus at {self.url} unavailable ({type(e).__name__})")
+            return None
+        series = []
+        for s in result or []:
+            pts = [(float(t), float(v)) for t, v in s.get("values", [])]
+            if pts:
+                series.append(pts)
+        return series
+
+    def _unavailable(self, why: str) -> None:
+        if self.unavailable_since is None:
+            self.unavailable_since = self.wall()
+            self._note(f"{why}: no reading, the adapter keeps the current configuration")
+
+    def read(self, window_s: int) -> MonitorReading | None:
+        now = self.wall()
+        last = math.floor(now) - 1  # the newest second whose scrape has most likely landed
+        first = max(last - int(window_s) + 1, math.floor(self.t0_wall) + 1)
+        if last < first:
+            return MonitorReading(until_s=last - self.t0_wall, arrivals_per_s=[])
+        series = self._samples(window_s)
+        if series is None:
+            return None
+        if not series:
+            self._unavailable(f"no samples of {self.metric} in the last {window_s}s")
+            return None
+        per: list[tuple[int, list[float]]] = []
+        for pts in series:
+            newest = pts[-1][0]
+            gaps = [b[0] - a[0] for a, b in zip(pts, pts[1:]) if b[0] >= first - 1]
+            if now - newest > MAX_GAP_S or any(g > MAX_GAP_S for g in gaps):
+                self._unavailable(f"gap in {self.metric} samples (newest {now - newest:.1f}s old)")
+                return None
+            # seconds before the series' first sample (start of the run) are left out, not guessed
+            start = max(first, math.ceil(pts[0][0]) + 1)
+            counts = per_second_counts(pts, start, last) if start <= last else []
+            if counts is None:
+                self._unavailable(f"{self.metric} has NaN or missing samples")
+                return None
+            per.append((start, counts))
+        common = max(s for s, _ in per)
+        total = [sum(c[common - s + j] for s, c in per) for j in range(last - common + 1)]
+        if self.unavailable_since is not None:
+            self._note(f"Prometheus data back after {now - self.unavailable_since:.1f}s")
+            self.unavailable_since = None
+        return MonitorReading(until_s=last - self.t0_wall, arrivals_per_s=total)

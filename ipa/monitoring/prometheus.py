@@ -1,0 +1,84 @@
+"""A real Prometheus server for one run: generated config, free port, TSDB in the run folder.
+
+It scrapes the router and every stage process each second, which is what the adapter's
+monitor then queries through PromQL, as it would on a cluster.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Mapping
+
+import yaml
+
+from ipa.errors import IpaError
+from ipa.serving.processes import Child, ProcessGroup, free_port, wait_http
+
+DEBIAN_PACKAGE = "prometheus"
+SCRAPE_INTERVAL_S = 1
+
+
+class PrometheusMissing(IpaError):
+    """No Prometheus binary to run."""
+
+
+def find_binary(explicit: str | os.PathLike | None = None) -> str:
+    """The Prometheus binary: ``explicit``, $IPA_PROMETHEUS, or `prometheus` on PATH."""
+    candidate = explicit or os.environ.get("IPA_PROMETHEUS")
+    if candidate:
+        path = shutil.which(str(candidate)) or (str(candidate) if os.access(str(candidate), os.X_OK) else None)
+        if not path:
+            raise PrometheusMissing(f"Prometheus binary {str(candidate)!r} not found or not executable")
+        return path
+    path = shutil.which("prometheus")
+    if path:
+        return path
+    raise PrometheusMissing("the Prometheus binary was not found on PATH; install the Debian package "
+                            f"`{DEBIAN_PACKAGE}` (sudo apt-get install {DEBIAN_PACKAGE}) or set IPA_PROMETHEUS "
+                            "to the binary's path")
+
+
+def scrape_config(targets: Mapping[str, Mapping[str, int]], host: str = "127.0.0.1") -> dict:
+    """Prometheus config scraping ``targets`` = {job: {instance name: port}} every second."""
+    jobs = []
+    for job, ports in targets.items():
+        jobs.append({
+            "job_name": job,
+            "scrape_interval": f"{SCRAPE_INTERVAL_S}s",
+            "scrape_timeout": f"{SCRAPE_INTERVAL_S}s",
+            "static_configs": [{"targets": [f"{host}:{port}"], "labels": {"component": name}}
+                               for name, port in ports.items()],
+        })
+    return {"global": {"scrape_interval": f"{SCRAPE_INTERVAL_S}s", "evaluation_interval": f"{SCRAPE_INTERVAL_S}s"},
+            "scrape_configs": jobs}
+
+
+class PrometheusServer:
+    def __init__(self, folder: Path, targets: Mapping[str, Mapping[str, int]], group: ProcessGroup,
+                 binary: str | None = None, port: int | None = None, host: str = "127.0.0.1"):
+        self.folder, self.targets, self.group, self.host = Path(folder), targets, group, host
+        self.binary = find_binary(binary)
+        self.port = port or free_port(host)
+        self.child: Child | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def argv(self) -> list[str]:
+        return [self.binary, f"--config.file={self.folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.folder / 'tsdb'}", f"--web.listen-address={self.host}:{self.port}",
+                "--web.enable-lifecycle", "--log.level=warn", "--storage.tsdb.retention.time=7d"]
+
+    def start(self, timeout_s: float = 30.0) -> "PrometheusServer":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "prometheus.yml").write_text(yaml.safe_dump(scrape_config(self.targets, self.host),
+                                                                   sort_keys=False))
+        self.child = self.group.start("prometheus", self.argv(), self.folder / "prometheus.log")
+        wait_http(f"{self.url}/-/ready", self.child, timeout_s)
+        return self
+
+    def stop(self) -> None:
+        if self.child is not None:
+            self.child.stop()

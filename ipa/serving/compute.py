@@ -1,0 +1,113 @@
+"""What a replica does with a batch: hold itself for a profiled latency, or run the real model.
+
+``emulated``: loading sleeps the variant's profiled load time; a batch of k sleeps a latency
+drawn from the lognormal the simulator uses (ipa.sim.latency), so live and simulated replicas
+share one service-time model. ``real``: loading builds the architecture (random weights,
+ipa.profiling.builders) and a batch runs the forward pass on synthetic inputs of the stage's
+profiled shape (ipa.profiling.inputs); the JSON tensor on the wire is checked, not fed to the
+model, since the payloads are stand-ins.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ipa.serving.spec import StageSpec, VariantSpec
+
+
+class EmulatedCompute:
+    def __init__(self, spec: StageSpec, variant: VariantSpec, rng: random.Random):
+        self.spec, self.variant, self.rng = spec, variant, rng
+
+    async def load(self) -> None:
+        await asyncio.sleep(self.variant.load_time_s * self.spec.load_time_scale)
+
+    def sample_latency(self, k: int) -> float:
+        params = self.variant.latency_params
+        mu, sigma = params[min(k, len(params) - 1)]
+        if k >= len(params):  # beyond the precomputed batches: scale the largest one
+            mu += math.log(k / (len(params) - 1))
+        return math.exp(self.rng.gauss(mu, sigma)) if sigma > 0 else math.exp(mu)
+
+    async def run(self, k: int) -> float:
+        latency = self.sample_latency(k)
+        await asyncio.sleep(latency)
+        return latency
+
+    def unload(self) -> None:
+        pass
+
+
+class RealCompute:
+    """One built model per replica; forward passes run on a worker thread (torch frees the GIL)."""
+
+    _executor: ThreadPoolExecutor | None = None
+
+    def __init__(self, spec: StageSpec, variant: VariantSpec, cores: int):
+        self.spec, self.variant, self.cores = spec, variant, cores
+        self.model: Any = None
+        self._calls: dict[int, Any] = {}
+
+    @classmethod
+    def executor(cls) -> ThreadPoolExecutor:
+        if cls._executor is None:
+            cls._executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="replica")
+        return cls._executor
+
+    def _build(self) -> None:
+        import torch
+
+        from ipa.pipelines.catalogue import StageInput, Variant
+        from ipa.profiling.builders import build_model
+
+        m = self.variant.model
+        v = Variant(m["name"], m["task"], m["config_class"], m["head_class"], m["config_kwargs"], "", 0.0, True, 0.0, "")
+        self._stage_input = StageInput(**self.spec.input)
+        if self.spec.quick:
+            from ipa.profiling.quick import quick_input
+            self._stage_input = quick_input(self._stage_input)
+        torch.manual_seed(self.spec.seed)
+        self.model = build_model(v, quick=self.spec.quick)
+
+    async def load(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.executor(), self._build)
+
+    def _forward(self, k: int) -> None:
+        import time
+
+        import torch
+
+        from ipa.profiling.inputs import make_call
+
+        call = self._calls.get(k)
+        if call is None:
+            call = self._calls[k] = make_call(self.model, self._stage_input, k, seed=k)
+        t = time.perf_counter()
+        with torch.inference_mode():
+            call.run()
+        return time.perf_counter() - t
+
+    async def run(self, k: int) -> float:
+        return await asyncio.get_running_loop().run_in_executor(self.executor(), self._forward, k)
+
+    def unload(self) -> None:
+        self.model = None
+        self._calls.clear()
+
+
+def make_compute(spec: StageSpec, variant: VariantSpec, cores: int, rng: random.Random):
+    if spec.mode == "real":
+        return RealCompute(spec, variant, cores)
+    return EmulatedCompute(spec, variant, rng)
+
+
+def set_torch_threads(cores: int) -> None:
+    """Real mode: the stage's torch intra-op threads = its provisioned cores (capped by the machine)."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(max(1, min(cores, os.cpu_count() or 1)))

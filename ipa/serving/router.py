@@ -1,0 +1,339 @@
+"""The pipeline's entry point: per-stage central queues that batch and dispatch to free replicas.
+
+A request enters ``POST /v2/models/{pipeline}/infer`` (one row, shape [1, features]) and waits in
+stage 1's queue. A queue sends a batch when a replica of its stage is free and it holds the
+configured batch size, or its oldest request has waited ``batch_timeout_s`` (then a partial
+batch leaves). The batch goes to the stage process as one V2 infer call; the rows of the answer
+move on to the next stage's queue, and after the last stage the client gets its answer.
+
+A request older than the drop limit when it reaches the head of a queue is answered with
+``drop-limit-violation`` instead (IPA's router does the same). A batch whose stage process fails
+(connection refused or broken) fails its requests with ``stage-failure``: they are answered and
+counted, never left waiting. New configurations arrive on ``POST /admin/configuration``; batch
+sizes change at the next dispatch and each stage process moves its replicas itself, so nothing
+in flight is lost.
+
+Run: ``python -m ipa.serving.router --spec router.json --port P``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import asdict
+
+from ipa.configuration import StageConfig
+from ipa.serving import v2
+from ipa.serving.http import Client, HttpError, Request, Response, serve
+from ipa.serving.metrics import BATCH_BUCKETS, CONTENT_TYPE, Registry, latency_buckets
+from ipa.serving.spec import RouterSpec, read_router_spec
+
+POLL_S = 0.1  # how often stage processes are asked how many replicas are ready
+
+
+def log(msg: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+class Item:
+    __slots__ = ("id", "row", "arrived", "enqueued", "future")
+
+    def __init__(self, rid: str, row: list, arrived: float, future: asyncio.Future):
+        self.id, self.row, self.arrived, self.enqueued, self.future = rid, row, arrived, arrived, future
+
+
+class StageQueue:
+    def __init__(self, index: int, name: str, port: int, host: str, timeout_s: float):
+        self.index, self.name, self.timeout_s = index, name, timeout_s
+        self.client = Client(host, port)
+        self.items: deque[Item] = deque()
+        self.batch = 1
+        self.inflight = 0
+        self.capacity = 0  # ready replicas, as the stage process last said
+        self.up = False
+        self.config: StageConfig | None = None  # what the stage should run (re-sent after a restart)
+        self.pushed = False
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class Router:
+    def __init__(self, spec: RouterSpec):
+        self.spec = spec
+        self.queues = [StageQueue(i, name, spec.stage_ports[name], spec.host,
+                                  spec.batch_timeout_s.get(name, spec.stage_sla_s[name] / 2))
+                       for i, name in enumerate(spec.stages)]
+        self.by_name = {q.name: q for q in self.queues}
+        self._ids = itertools.count(1)
+        r = self.registry = Registry()
+        p = spec.pipeline
+        self.m_arrivals = r.counter("ipa_router_requests_total", "Pipeline requests received (well-formed)",
+                                    ("pipeline",))
+        self.m_responses = r.counter("ipa_router_responses_total",
+                                     "Pipeline requests answered, by outcome (ok, dropped, failed)",
+                                     ("pipeline", "outcome"))
+        self.m_bad = r.counter("ipa_router_bad_requests_total", "Malformed requests, by error code",
+                               ("pipeline", "code"))
+        self.m_latency = r.histogram("ipa_router_request_duration_seconds",
+                                     "End-to-end latency at the router of answered requests (bucket edge at the SLA)",
+                                     latency_buckets(spec.sla_s), ("pipeline",))
+        self.m_queue = r.gauge("ipa_router_queue_length", "Requests waiting in a stage's central queue", ("stage",))
+        self.m_inflight = r.gauge("ipa_router_inflight_batches", "Batches being served by a stage", ("stage",))
+        self.m_batch = r.histogram("ipa_router_batch_size", "Requests per dispatched batch", BATCH_BUCKETS, ("stage",))
+        self.m_batch_cfg = r.gauge("ipa_router_batch_setting", "Configured batch size", ("stage",))
+        self.m_drops = r.counter("ipa_router_drops_total", "Requests dropped at a stage's queue (drop limit)",
+                                 ("stage",))
+        self.m_failures = r.counter("ipa_router_stage_failures_total", "Requests failed by a stage error",
+                                    ("stage",))
+        self.m_up = r.gauge("ipa_router_stage_up", "1 while the stage process answers", ("stage",))
+        self.m_ready = r.gauge("ipa_router_stage_ready_replicas", "Ready replicas the stage reports", ("stage",))
+        self.m_sla = r.gauge("ipa_router_sla_seconds", "Pipeline SLA and drop limit", ("pipeline", "kind"))
+        self.m_sla.set(spec.sla_s, pipeline=p, kind="sla")
+        self.m_sla.set(spec.drop_limit_s, pipeline=p, kind="drop_limit")
+        self.m_arrivals.inc(0, pipeline=p)
+        for q in self.queues:
+            self.m_queue.set(0, stage=q.name)
+            self.m_drops.inc(0, stage=q.name)
+        self._pollers: list[asyncio.Task] = []
+
+    # --- queues -------------------------------------------------------------------------------
+    def _finish(self, item: Item, outcome: str, payload) -> None:
+        if not item.future.done():
+            item.future.set_result((outcome, payload))
+
+    def _sweep(self, q: StageQueue, now: float) -> None:
+        """Answer every request in the queue that is past the drop limit."""
+        limit = self.spec.drop_limit_s
+        if not any(now - it.arrived > limit for it in q.items):
+            return
+        keep: deque[Item] = deque()
+        for it in q.items:
+            if now - it.arrived > limit:
+                self.m_drops.inc(stage=q.name)
+                self._finish(it, "dropped", f"waited {now - it.arrived:.3f}s > drop limit {limit:g}s at stage {q.name}")
+            else:
+                keep.append(it)
+        q.items = keep
+
+    def _dispatch(self, q: StageQueue) -> None:
+        now = time.monotonic()
+        self._sweep(q, now)
+        while q.items and q.inflight < q.capacity:
+            n = len(q.items)
+            if n < q.batch and now - q.items[0].enqueued < q.timeout_s:
+                if q.timer is None:
+                    delay = q.items[0].enqueued + q.timeout_s - now
+                    q.timer = asyncio.get_running_loop().call_later(delay, self._on_timer, q)
+                break
+            batch = [q.items.popleft() for _ in range(min(n, q.batch))]
+            q.inflight += 1
+            asyncio.get_running_loop().create_task(self._send(q, batch))
+        self.m_queue.set(len(q.items), stage=q.name)
+        self.m_inflight.set(q.inflight, stage=q.name)
+
+    def _on_timer(self, q: StageQueue) -> None:
+        q.timer = None
+        self._dispatch(q)
+
+    def _enqueue(self, q: StageQueue, item: Item) -> None:
+        item.enqueued = time.monotonic()
+        q.items.append(item)
+        self._dispatch(q)
+
+    async def _send(self, q: StageQueue, batch: list[Item]) -> None:
+        self.m_batch.observe(len(batch), stage=q.name)
+        body = v2.infer_request(v2.stack(v2.INPUT_NAME, v2.INPUT_DATATYPE, [it.row for it in batch]))
+        try:
+            try:
+                status, data = await q.client.request("POST", f"/v2/models/{q.name}/infer", body)
+            except HttpError as e:
+                raise v2.V2Error("stage-failure", str(e)) from None
+            if status != 200:
+                raise v2.V2Error("stage-failure", f"stage {q.name} answered {status}: {data[:200]!r}")
+            doc = v2.loads(data)
+            rows = v2.output_tensor(doc).rows()
+            if len(rows) != len(batch):
+                raise v2.V2Error("stage-failure", f"stage {q.name} answered {len(rows)} rows for {len(batch)}")
+            ready = doc.get("parameters", {}).get("ready_replicas")
+            if isinstance(ready, int):
+                q.capacity = ready
+        except (v2.V2Error, ValueError, KeyError, TypeError) as e:
+            for it in batch:
+                self.m_failures.inc(stage=q.name)
+                self._finish(it, "failed", str(e))
+        else:
+            nxt = self.queues[q.index + 1] if q.index + 1 < len(self.queues) else None
+            for it, row in zip(batch, rows):
+                it.row = row
+                if nxt is None:
+                    self._finish(it, "ok", row)
+                else:
+                    self._enqueue(nxt, it)
+        finally:
+            q.inflight -= 1
+            self._dispatch(q)
+
+    # --- stage processes ----------------------------------------------------------------------
+    async def _poll(self, q: StageQueue) -> None:
+        while True:
+            try:
+                status, data = await q.client.request("GET", "/admin/status", timeout_s=2.0)
+                doc = json.loads(data) if status == 200 else None
+            except (HttpError, ValueError):
+                doc = None
+            if doc is None:
+                if q.up:
+                    log(f"stage {q.name} is not answering: its queue waits (drop limit still applies)")
+                q.up, q.capacity, q.pushed = False, 0, False
+            else:
+                if not q.up:
+                    log(f"stage {q.name} is up: {doc['ready']} ready, {doc['loading']} loading")
+                q.up = True
+                q.capacity = int(doc["ready"])
+                if q.config is not None and doc["configuration"] != asdict(q.config) and not q.pushed:
+                    # a restarted process came back with an older configuration: send the current one
+                    await self._push(q)
+            self.m_up.set(1 if q.up else 0, stage=q.name)
+            self.m_ready.set(q.capacity, stage=q.name)
+            self._dispatch(q)
+            await asyncio.sleep(POLL_S)
+
+    async def _push(self, q: StageQueue) -> bool:
+        if q.config is None:
+            return True
+        try:
+            status, data = await q.client.request("POST", "/admin/configuration", v2.dumps(asdict(q.config)),
+                                                  timeout_s=5.0)
+        except HttpError as e:
+            log(f"stage {q.name}: configuration not delivered ({e}); will retry when it answers")
+            return False
+        if status != 200:
+            log(f"stage {q.name} refused configuration: {data[:300]!r}")
+            return False
+        q.pushed = True
+        return True
+
+    async def apply(self, stages: dict[str, dict]) -> dict:
+        unknown = sorted(set(stages) - set(self.by_name))
+        if unknown:
+            raise v2.V2Error("bad-request", f"unknown stage(s) {unknown}; stages are {self.spec.stages}")
+        for name, d in stages.items():
+            q = self.by_name[name]
+            q.config = StageConfig(**d)
+            q.batch = q.config.batch
+            q.pushed = False
+            self.m_batch_cfg.set(q.batch, stage=name)
+        delivered = await asyncio.gather(*(self._push(self.by_name[n]) for n in stages))
+        for q in self.queues:
+            self._dispatch(q)
+        return {"applied": True, "pending": [n for n, ok in zip(stages, delivered) if not ok]}
+
+    def status(self) -> dict:
+        return {"pipeline": self.spec.pipeline, "stages": [
+            {"stage": q.name, "up": q.up, "ready": q.capacity, "batch": q.batch, "queue": len(q.items),
+             "inflight": q.inflight, "configuration": asdict(q.config) if q.config else None}
+            for q in self.queues]}
+
+    # --- HTTP ---------------------------------------------------------------------------------
+    async def handle(self, req: Request) -> Response:
+        path = req.path.rstrip("/")
+        p = self.spec.pipeline
+        if path == "/v2/health/live":
+            return v2.ok({"live": True})
+        if path == "/v2/health/ready":
+            ready = all(q.capacity > 0 for q in self.queues)
+            return v2.ok({"ready": True}) if ready else v2.error("not-ready", "a stage has no ready replica")
+        if path == "/metrics":
+            return Response(200, self.registry.render(), CONTENT_TYPE)
+        if path == "/admin/status":
+            return v2.ok(self.status())
+        if path == "/admin/configuration" and req.method == "POST":
+            try:
+                doc = json.loads(req.body)
+                return v2.ok(await self.apply(doc.get("stages", doc)))
+            except v2.V2Error as e:
+                return e.response()
+            except (ValueError, TypeError, AttributeError) as e:
+                return v2.error("bad-request", f"configuration must be {{stage: {{variant, batch, replicas, cores}}}}: {e}")
+        if path == "/v2":
+            return v2.ok({"name": "ipa-bench router", "version": "1", "extensions": []})
+        if path.startswith("/v2/models/"):
+            rest = path[len("/v2/models/"):].split("/")
+            if rest[0] != p:
+                self.m_bad.inc(pipeline=p, code="unknown-model")
+                return v2.error("unknown-model", f"model {rest[0]!r} is not served here; the pipeline is {p!r}")
+            if len(rest) == 1 and req.method == "GET":
+                return v2.ok(v2.model_metadata(p, ["1"], "ipa-pipeline", parameters=self.status()))
+            if rest[1:] == ["infer"] and req.method == "POST":
+                return await self.infer(req)
+        return v2.error("not-found", f"no route for {req.method} {req.path}")
+
+    async def infer(self, req: Request) -> Response:
+        arrived = time.monotonic()
+        p = self.spec.pipeline
+        try:
+            tensor, doc = v2.parse_infer(req.body)
+            if tensor.batch != 1:
+                raise v2.V2Error("bad-shape", f"the pipeline takes one request per call (shape [1, n]), "
+                                              f"got shape {list(tensor.shape)}")
+        except v2.V2Error as e:
+            self.m_bad.inc(pipeline=p, code=e.code)
+            return e.response()
+        self.m_arrivals.inc(pipeline=p)
+        rid = str(doc.get("id") or next(self._ids))
+        item = Item(rid, tensor.data, arrived, asyncio.get_running_loop().create_future())
+        self._enqueue(self.queues[0], item)
+        outcome, payload = await item.future
+        self.m_responses.inc(pipeline=p, outcome=outcome)
+        if outcome == "ok":
+            latency = time.monotonic() - arrived
+            self.m_latency.observe(latency, pipeline=p)
+            return v2.infer_response(p, v2.Tensor("output", (1, len(payload)), "FP32", payload), rid,
+                                     {"latency_s": latency})
+        return v2.error("drop-limit-violation" if outcome == "dropped" else "stage-failure", payload)
+
+    def start_polling(self) -> None:
+        self._pollers = [asyncio.get_running_loop().create_task(self._poll(q)) for q in self.queues]
+
+
+async def amain(spec: RouterSpec, port: int, initial: dict | None) -> None:
+    router = Router(spec)
+    if initial:
+        for name, d in initial.items():
+            q = router.by_name[name]
+            q.config = StageConfig(**d)
+            q.batch = q.config.batch
+            q.pushed = True  # the stage processes were started with it
+            router.m_batch_cfg.set(q.batch, stage=name)
+    srv = await serve(router.handle, spec.host, port)
+    router.start_polling()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log(f"router for {spec.pipeline} serving on http://{spec.host}:{port}")
+    await stop.wait()
+    srv.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="The pipeline router: central queues, batching, drop limit")
+    ap.add_argument("--spec", required=True)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--config", default="", help="initial configuration as JSON {stage: StageConfig}")
+    a = ap.parse_args(argv)
+    spec = read_router_spec(a.spec)
+    try:
+        asyncio.run(amain(spec, a.port, json.loads(a.config) if a.config else None))
+    except OSError as e:
+        log(f"cannot serve on {spec.host}:{a.port}: {e}")
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

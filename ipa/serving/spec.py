@@ -1,0 +1,117 @@
+"""What the live processes need to know of a pipeline, as plain JSON.
+
+The orchestrator derives it once from a ``Pipeline`` (catalogue + profiles) and hands it to the
+router and stage processes in a file, so they never reload the catalogue and a synthetic
+pipeline (tests) serves exactly like a reference one.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ipa.configuration import Configuration, StageConfig
+from ipa.errors import ConfigError
+from ipa.pipelines.pipeline import Pipeline
+from ipa.sim.latency import batch_latency_params
+
+MODES = ("emulated", "real")
+
+
+@dataclass
+class VariantSpec:
+    name: str
+    load_time_s: float
+    base_cores: int
+    latency_params: list[list[float]]  # [k] = (mu, sigma) of ln latency for a batch of k (k >= 1)
+    model: dict[str, Any]  # task, config_class, head_class, config_kwargs (real mode)
+
+
+@dataclass
+class StageSpec:
+    name: str
+    sla_s: float
+    input: dict[str, Any]  # the StageInput fields
+    variants: dict[str, VariantSpec]
+    mode: str = "emulated"
+    quick: bool = False  # real mode: the tiny model of the same family (ipa.profiling.quick)
+    load_time_scale: float = 1.0  # emulated: multiply profiled load times (tests shorten them)
+    seed: int = 0
+
+    def variant(self, name: str) -> VariantSpec:
+        try:
+            return self.variants[name]
+        except KeyError:
+            raise ConfigError(f"stage {self.name!r} has no variant {name!r}; it has {sorted(self.variants)}") from None
+
+
+@dataclass
+class RouterSpec:
+    pipeline: str
+    sla_s: float
+    drop_limit_s: float
+    stages: list[str]
+    stage_ports: dict[str, int]
+    stage_sla_s: dict[str, float]
+    # A partial batch leaves the queue when its oldest request has waited this long.
+    batch_timeout_s: dict[str, float] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+
+
+def stage_specs(pipeline: Pipeline, mode: str = "emulated", quick: bool = False, load_time_scale: float = 1.0,
+                seed: int = 0, max_batch: int = 64) -> dict[str, StageSpec]:
+    if mode not in MODES:
+        raise ConfigError(f"serving mode must be one of {MODES}, got {mode!r}")
+    out = {}
+    for i, stage in enumerate(pipeline.stages):
+        variants = {}
+        for p in pipeline.stage_profiles[stage.name]:
+            v = stage.variant(p.variant)
+            variants[v.name] = VariantSpec(
+                v.name, p.load_time_s, p.base_cores,
+                [list(x) for x in batch_latency_params(p, max_batch)],
+                {"task": v.task, "config_class": v.config_class, "head_class": v.head_class,
+                 "config_kwargs": dict(v.config_kwargs), "name": v.name})
+        out[stage.name] = StageSpec(stage.name, pipeline.stage_sla_s[stage.name], asdict(stage.input), variants,
+                                    mode, quick, load_time_scale, seed * 1000 + i)
+    return out
+
+
+def write_json(obj: Any, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(obj) if hasattr(obj, "__dataclass_fields__") else obj, indent=1))
+    tmp.replace(path)
+    return path
+
+
+def read_stage_spec(path: Path) -> StageSpec:
+    d = json.loads(Path(path).read_text())
+    d["variants"] = {k: VariantSpec(**v) for k, v in d["variants"].items()}
+    return StageSpec(**d)
+
+
+def read_router_spec(path: Path) -> RouterSpec:
+    return RouterSpec(**json.loads(Path(path).read_text()))
+
+
+def default_configuration(pipeline: Pipeline) -> Configuration:
+    """The lightest variant per stage, batch 1, one replica: what `ipa serve` starts with."""
+    stages = {}
+    for name in pipeline.stage_names:
+        p = pipeline.stage_profiles[name][0]
+        stages[name] = StageConfig(p.variant, 1, 1, p.base_cores)
+    return Configuration(stages)
+
+
+def check_configuration(pipeline: Pipeline, config: Configuration) -> None:
+    """A clear error for a configuration the live stack cannot serve."""
+    if list(config.stages) != list(pipeline.stage_names):
+        raise ConfigError(f"configuration stages {list(config.stages)} do not match pipeline "
+                          f"{pipeline.name!r} stages {list(pipeline.stage_names)}")
+    for name, s in config.stages.items():
+        pipeline.stage_profile(name, s.variant)  # raises naming the unknown variant
+        if s.batch < 1 or s.replicas < 1 or s.cores < 1:
+            raise ConfigError(f"stage {name!r}: batch, replicas and cores must be >= 1, got {s}")

@@ -1,0 +1,277 @@
+"""A stage process: a V2 model server whose replicas are independent workers.
+
+One OS process per stage (so killing it is a real fault), hosting the stage's replicas as asyncio
+workers (so a hundred emulated replicas fit on a laptop). A replica serves one batch at a time
+and only after its variant's load time; on a variant change the new replicas load while the old
+ones keep serving, then the old ones drain (finish their batch) and retire.
+
+Run: ``python -m ipa.serving.stage --spec stage.json --config '{"variant":..}' --port P``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import random
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import asdict
+
+from ipa.configuration import StageConfig
+from ipa.serving import v2
+from ipa.serving.compute import make_compute, set_torch_threads
+from ipa.serving.http import Request, Response, serve
+from ipa.serving.metrics import BATCH_BUCKETS, CONTENT_TYPE, Registry, latency_buckets
+from ipa.serving.spec import StageSpec, read_stage_spec
+
+LOADING, READY, DRAINING = "loading", "ready", "draining"
+
+
+class Replica:
+    def __init__(self, rid: int, variant: str, cores: int, compute):
+        self.id, self.variant, self.cores, self.compute = rid, variant, cores, compute
+        self.state = LOADING
+        self.busy = False
+        self.load_task: asyncio.Task | None = None
+
+
+def log(msg: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+class StageServer:
+    def __init__(self, spec: StageSpec, config: StageConfig):
+        self.spec = spec
+        self.config = config
+        self.replicas: list[Replica] = []
+        self.waiters: deque[asyncio.Future] = deque()
+        self._ids = itertools.count(1)
+        self._rng = random.Random(spec.seed)
+        r = self.registry = Registry()
+        self.m_requests = r.counter("ipa_stage_requests_total", "Infer calls (batches) served, by outcome",
+                                    ("stage", "variant", "code"))
+        self.m_items = r.counter("ipa_stage_items_total", "Requests (batch rows) served", ("stage", "variant"))
+        self.m_bad = r.counter("ipa_stage_bad_requests_total", "Malformed infer calls, by error code",
+                               ("stage", "code"))
+        self.m_latency = r.histogram("ipa_stage_inference_duration_seconds",
+                                     "Compute time of a batch on a replica (bucket edge at the stage SLA)",
+                                     latency_buckets(spec.sla_s), ("stage", "variant"))
+        self.m_batch = r.histogram("ipa_stage_batch_size", "Rows per served batch", BATCH_BUCKETS, ("stage",))
+        self.m_replicas = r.gauge("ipa_stage_replicas", "Replicas by variant and state", ("stage", "variant", "state"))
+        self.m_cores = r.gauge("ipa_stage_cores", "Cores provisioned (loading, ready and draining replicas)",
+                               ("stage",))
+        self.m_queue = r.gauge("ipa_stage_queue_length", "Batches waiting for a free replica", ("stage",))
+        self.m_sla = r.gauge("ipa_stage_sla_seconds", "The stage's SLA", ("stage",))
+        self.m_sla.set(spec.sla_s, stage=spec.name)
+        self.reconcile()
+
+    # --- replicas -----------------------------------------------------------------------------
+    def apply(self, config: StageConfig) -> None:
+        self.spec.variant(config.variant)  # unknown variant: ConfigError before anything changes
+        log(f"apply {asdict(config)}")
+        self.config = config
+        self.reconcile()
+
+    def _target(self, r: Replica) -> bool:
+        return r.variant == self.config.variant and r.cores == self.config.cores
+
+    def reconcile(self) -> None:
+        """Move the replica set towards the configuration without interrupting a batch."""
+        want = self.config.replicas
+        mine = [r for r in self.replicas if self._target(r) and r.state in (LOADING, READY)]
+        for _ in range(want - len(mine)):
+            self._add()
+        surplus = len(mine) - want
+        if surplus > 0:
+            # retire the least useful first: loading ones, then idle ones, then busy ones (drain)
+            order = sorted(mine, key=lambda r: (r.state != LOADING, r.busy))
+            for r in order[:surplus]:
+                self._retire(r)
+        others = [r for r in self.replicas if not self._target(r) and r.state in (LOADING, READY)]
+        ready_mine = sum(1 for r in self.replicas if self._target(r) and r.state == READY)
+        for r in others:
+            # old replicas keep serving until the new variant is fully up
+            if r.state == LOADING or ready_mine >= want:
+                self._retire(r)
+        if self.spec.mode == "real":
+            set_torch_threads(sum(r.cores for r in self.replicas))
+        self._update_gauges()
+
+    def _add(self) -> None:
+        c = self.config
+        variant = self.spec.variant(c.variant)
+        r = Replica(next(self._ids), c.variant, c.cores, make_compute(self.spec, variant, c.cores, self._rng))
+        self.replicas.append(r)
+        r.load_task = asyncio.get_running_loop().create_task(self._load(r))
+
+    async def _load(self, r: Replica) -> None:
+        t = time.perf_counter()
+        try:
+            await r.compute.load()
+        except asyncio.CancelledError:
+            return
+        except Exception as e:  # a variant that fails to build is logged and left out, not retried
+            log(f"replica {r.id} ({r.variant}) failed to load: {type(e).__name__}: {e}")
+            self._retire(r)
+            return
+        if r.state != LOADING:
+            return
+        r.state = READY
+        log(f"replica {r.id} ({r.variant}) ready after {time.perf_counter() - t:.2f}s")
+        self._release(r)
+        self.reconcile()
+
+    def _retire(self, r: Replica) -> None:
+        if r.state == LOADING and r.load_task is not None:
+            r.load_task.cancel()
+        if r.busy:
+            r.state = DRAINING
+        else:
+            r.state = "retired"
+            r.compute.unload()
+            self.replicas.remove(r)
+        self._update_gauges()
+
+    def _release(self, r: Replica) -> None:
+        """A replica became free: hand it to the oldest waiting batch, or mark it idle."""
+        r.busy = False
+        if r.state == DRAINING:
+            self._retire(r)
+            return
+        if r.state != READY:
+            return
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                r.busy = True
+                fut.set_result(r)
+                break
+        self.m_queue.set(len(self.waiters), stage=self.spec.name)
+
+    async def _acquire(self) -> Replica:
+        for r in self.replicas:
+            if r.state == READY and not r.busy:
+                r.busy = True
+                return r
+        fut = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        self.m_queue.set(len(self.waiters), stage=self.spec.name)
+        return await fut
+
+    def _update_gauges(self) -> None:
+        self.m_replicas.clear()
+        counts: dict[tuple[str, str], int] = {}
+        for r in self.replicas:
+            counts[(r.variant, r.state)] = counts.get((r.variant, r.state), 0) + 1
+        for (variant, state), n in counts.items():
+            self.m_replicas.set(n, stage=self.spec.name, variant=variant, state=state)
+        self.m_cores.set(sum(r.cores for r in self.replicas), stage=self.spec.name)
+
+    def status(self) -> dict:
+        by_state = {s: sum(1 for r in self.replicas if r.state == s) for s in (LOADING, READY, DRAINING)}
+        return {"stage": self.spec.name, "mode": self.spec.mode, "configuration": asdict(self.config),
+                "ready": sum(1 for r in self.replicas if r.state == READY),
+                "ready_target": sum(1 for r in self.replicas if r.state == READY and self._target(r)),
+                "loading": by_state[LOADING], "draining": by_state[DRAINING],
+                "busy": sum(1 for r in self.replicas if r.busy),
+                "cores": sum(r.cores for r in self.replicas), "waiting": len(self.waiters),
+                "variants": sorted({r.variant for r in self.replicas})}
+
+    # --- HTTP ---------------------------------------------------------------------------------
+    async def handle(self, req: Request) -> Response:
+        path = req.path.rstrip("/")
+        name = self.spec.name
+        if path == "/v2/health/live":
+            return v2.ok({"live": True})
+        if path == "/v2/health/ready":
+            ready = any(r.state == READY for r in self.replicas)
+            return v2.ok({"ready": ready}) if ready else v2.error("not-ready", "no replica has loaded yet")
+        if path == "/metrics":
+            return Response(200, self.registry.render(), CONTENT_TYPE)
+        if path == "/admin/status":
+            return v2.ok(self.status())
+        if path == "/admin/configuration" and req.method == "POST":
+            try:
+                self.apply(StageConfig(**json.loads(req.body)))
+            except Exception as e:
+                return v2.error("bad-request", f"cannot apply configuration: {e}")
+            return v2.ok(self.status())
+        if path == "/v2":
+            return v2.ok({"name": "ipa-bench stage server", "version": "1", "extensions": []})
+        if path.startswith("/v2/models/"):
+            rest = path[len("/v2/models/"):].split("/")
+            if rest[0] != name:
+                self.m_bad.inc(stage=name, code="unknown-model")
+                return v2.error("unknown-model", f"model {rest[0]!r} is not served here; this stage serves {name!r}")
+            if len(rest) == 1 and req.method == "GET":
+                return v2.ok(v2.model_metadata(name, [self.config.variant], f"ipa-{self.spec.mode}",
+                                               parameters=self.status()))
+            if rest[1:] == ["ready"]:
+                ready = any(r.state == READY for r in self.replicas)
+                return v2.ok({"name": name, "ready": ready}) if ready else v2.error("not-ready", "loading")
+            if rest[1:] == ["infer"] and req.method == "POST":
+                return await self.infer(req)
+        return v2.error("not-found", f"no route for {req.method} {req.path}")
+
+    async def infer(self, req: Request) -> Response:
+        name = self.spec.name
+        try:
+            tensor, doc = v2.parse_infer(req.body)
+        except v2.V2Error as e:
+            self.m_bad.inc(stage=name, code=e.code)
+            return e.response()
+        k = tensor.batch
+        replica = await self._acquire()
+        try:
+            compute_s = await replica.compute.run(k)
+        except Exception as e:
+            self.m_requests.inc(stage=name, variant=replica.variant, code="500")
+            return v2.error("stage-failure", f"replica {replica.id} failed: {type(e).__name__}: {e}")
+        finally:
+            self._release(replica)
+        self.m_requests.inc(stage=name, variant=replica.variant, code="200")
+        self.m_items.inc(k, stage=name, variant=replica.variant)
+        self.m_latency.observe(compute_s, stage=name, variant=replica.variant)
+        self.m_batch.observe(k, stage=name)
+        # outputs: one value per row (the payload is a stand-in; shapes and counts are real)
+        out = v2.Tensor("output", (k, 1), "FP32", [float(sum(row)) for row in tensor.rows()])
+        return v2.infer_response(name, out, str(doc.get("id", "")), {
+            "variant": replica.variant, "replica": replica.id, "compute_s": compute_s,
+            "ready_replicas": sum(1 for r in self.replicas if r.state == READY)}, version=replica.variant)
+
+
+async def amain(spec: StageSpec, config: StageConfig, host: str, port: int) -> None:
+    server = StageServer(spec, config)
+    srv = await serve(server.handle, host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log(f"stage {spec.name} ({spec.mode}) serving on http://{host}:{port}")
+    await stop.wait()
+    srv.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="One pipeline stage: a V2 model server with emulated or real replicas")
+    p.add_argument("--spec", required=True)
+    p.add_argument("--config", required=True, help="the stage's StageConfig as JSON")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    a = p.parse_args(argv)
+    spec = read_stage_spec(a.spec)
+    config = StageConfig(**json.loads(a.config))
+    spec.variant(config.variant)
+    try:
+        asyncio.run(amain(spec, config, a.host, a.port))
+    except OSError as e:
+        log(f"cannot serve on {a.host}:{a.port}: {e}")
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

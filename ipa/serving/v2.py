@@ -1,0 +1,173 @@
+"""The Open Inference Protocol (KServe V2) REST payloads: parsing, checking, replying.
+
+Requests carry ``inputs: [{name, shape, datatype, data}]`` with row-major ``data``; the first
+dimension is the batch. Errors are non-2xx replies with ``{"error": "..."}``; the error text
+starts with a short code (``bad-json``, ``bad-shape``, ``bad-datatype``, ``unknown-model``,
+``drop-limit-violation``, ``stage-failure``) so clients and metrics can classify it.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ipa.serving.http import Response
+
+try:  # orjson is several times faster on the JSON tensors; plain json works the same
+    import orjson
+
+    def dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+    loads = orjson.loads
+except ImportError:  # pragma: no cover
+    def dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    loads = json.loads
+
+NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}
+DATATYPES = NUMERIC | {"BYTES"}
+INPUT_NAME = "input"
+INPUT_DATATYPE = "FP32"
+
+# error codes and the HTTP status each is answered with
+STATUS = {"bad-json": 400, "bad-request": 400, "bad-shape": 400, "bad-datatype": 400, "unknown-model": 404,
+          "not-found": 404, "drop-limit-violation": 503, "stage-failure": 502, "not-ready": 503}
+
+
+class V2Error(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+    def response(self) -> Response:
+        return error(self.code, str(self).split(": ", 1)[1])
+
+
+def error(code: str, message: str) -> Response:
+    return Response(STATUS.get(code, 400), dumps({"error": f"{code}: {message}"}))
+
+
+def ok(payload: Any) -> Response:
+    return Response(200, dumps(payload))
+
+
+def error_code(body: bytes) -> str:
+    """The code of a V2 error body, or '' if it is not one."""
+    try:
+        text = loads(body).get("error", "")
+    except Exception:
+        return ""
+    return str(text).split(":", 1)[0] if text else ""
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    shape: tuple[int, ...]
+    datatype: str
+    data: list
+
+    @property
+    def batch(self) -> int:
+        return self.shape[0] if self.shape else 1
+
+    def rows(self) -> list[list]:
+        """Split along the batch dimension."""
+        if not self.shape:
+            return [self.data]
+        per = math.prod(self.shape[1:])
+        return [self.data[i * per:(i + 1) * per] for i in range(self.shape[0])]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "datatype": self.datatype, "data": self.data}
+
+
+def stack(name: str, datatype: str, rows: list[list]) -> Tensor:
+    """Join per-request rows (each of the same length) into one batch tensor."""
+    width = len(rows[0]) if rows else 0
+    data = [x for r in rows for x in r]
+    return Tensor(name, (len(rows), width), datatype, data)
+
+
+def _flatten(data: Any) -> list:
+    # the spec allows nested row-major arrays as well as flat ones
+    if isinstance(data, list) and data and isinstance(data[0], list):
+        out: list = []
+        for d in data:
+            out.extend(_flatten(d))
+        return out
+    return data
+
+
+def parse_infer(body: bytes, *, input_name: str = INPUT_NAME, datatype: str = INPUT_DATATYPE) -> tuple[Tensor, dict]:
+    """The one input tensor of an infer request (checked), and the whole request document."""
+    try:
+        doc = loads(body)
+    except Exception as e:
+        raise V2Error("bad-json", f"request body is not JSON ({type(e).__name__})") from None
+    if not isinstance(doc, dict):
+        raise V2Error("bad-request", "request body must be a JSON object with 'inputs'")
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise V2Error("bad-request", "'inputs' must be a non-empty list of tensors")
+    tensor = next((t for t in inputs if isinstance(t, dict) and t.get("name") == input_name), None)
+    if tensor is None:
+        raise V2Error("bad-request", f"no input named {input_name!r}")
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise V2Error("bad-shape", f"input {input_name!r}: 'shape' must be a list of non-negative integers, "
+                                   f"got {shape!r}")
+    if len(shape) != 2 or shape[0] < 1:
+        raise V2Error("bad-shape", f"input {input_name!r}: expected shape [batch >= 1, features], got {shape}")
+    dt = tensor.get("datatype")
+    if dt not in DATATYPES:
+        raise V2Error("bad-datatype", f"input {input_name!r}: unknown datatype {dt!r}")
+    if dt != datatype:
+        raise V2Error("bad-datatype", f"input {input_name!r}: expected datatype {datatype}, got {dt}")
+    data = _flatten(tensor.get("data"))
+    if not isinstance(data, list):
+        raise V2Error("bad-request", f"input {input_name!r}: 'data' must be a list")
+    if len(data) != math.prod(shape):
+        raise V2Error("bad-shape", f"input {input_name!r}: shape {shape} needs {math.prod(shape)} values, "
+                                   f"got {len(data)}")
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in data):
+        raise V2Error("bad-datatype", f"input {input_name!r}: {datatype} data must be numbers")
+    return Tensor(input_name, tuple(shape), dt, data), doc
+
+
+def infer_request(tensor: Tensor, request_id: str = "", parameters: dict | None = None) -> bytes:
+    doc: dict[str, Any] = {"inputs": [tensor.to_dict()]}
+    if request_id:
+        doc["id"] = request_id
+    if parameters:
+        doc["parameters"] = parameters
+    return dumps(doc)
+
+
+def infer_response(model: str, tensor: Tensor, request_id: str = "", parameters: dict | None = None,
+                   version: str = "") -> Response:
+    doc: dict[str, Any] = {"model_name": model, "id": request_id, "outputs": [tensor.to_dict()]}
+    if version:
+        doc["model_version"] = version
+    if parameters:
+        doc["parameters"] = parameters
+    return ok(doc)
+
+
+def output_tensor(doc: dict, name: str = "output") -> Tensor:
+    for t in doc.get("outputs", []):
+        if t.get("name") == name:
+            return Tensor(name, tuple(t["shape"]), t["datatype"], _flatten(t["data"]))
+    raise V2Error("bad-request", f"response has no output named {name!r}")
+
+
+def model_metadata(name: str, versions: list[str], platform: str, width: int = -1, parameters: dict | None = None) -> dict:
+    doc = {"name": name, "versions": versions, "platform": platform,
+           "inputs": [{"name": INPUT_NAME, "datatype": INPUT_DATATYPE, "shape": [-1, width]}],
+           "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, -1]}]}
+    if parameters:
+        doc["parameters"] = parameters
+    return doc
