@@ -62,7 +62,7 @@ class Model:
         self.replicas: list[pulp.LpAffineExpression] = []
         cores, batches, latency = [], [], []
         for si, (stage, allowed) in enumerate(zip(problem.stages, self.allowed)):
-            x = {oi: pulp.LpVariable(f"x_{si}_{oi}", cat=pulp.LpBinary) for oi, _ in allowed}
+            x = {oi: self.lp.add_variable(f"x_{si}_{oi}", cat=pulp.LpBinary) for oi, _ in allowed}
             self.lp += pulp.lpSum(x.values()) == 1, f"one_option_{si}"
             lo, hi = replica_bounds(problem, stage.name)
             if lo == hi:  # pinned replicas: a constant, no variable
@@ -70,7 +70,7 @@ class Model:
                 self.replicas.append(pulp.LpAffineExpression(constant=hi))
                 cores += [hi * o.base_cores * x[oi] for oi, o in allowed]
             else:
-                m = {oi: pulp.LpVariable(f"m_{si}_{oi}", 0, hi, cat=pulp.LpInteger) for oi, _ in allowed}
+                m = {oi: self.lp.add_variable(f"m_{si}_{oi}", 0, hi, cat=pulp.LpInteger) for oi, _ in allowed}
                 for oi, o in allowed:
                     self.lp += m[oi] <= hi * x[oi], f"cap_{si}_{oi}"
                     self.lp += m[oi] >= min_replicas(o, problem.rate_rps) * x[oi], f"load_{si}_{oi}"
@@ -107,7 +107,7 @@ class Model:
         if self.formulation == "combinations":
             terms = []
             for ci, combo in enumerate(itertools.product(*(sorted(ind) for ind in indicators))):
-                y = pulp.LpVariable(f"y_{ci}", 0, 1)
+                y = self.lp.add_variable(f"y_{ci}", 0, 1)
                 for si, v in enumerate(combo):
                     self.lp += y <= indicators[si][v], f"combo_{ci}_{si}"
                 terms.append((y, math.prod(accuracy[si][v] for si, v in enumerate(combo))))
@@ -119,7 +119,7 @@ class Model:
         for si in range(1, len(p.stages)):
             ws = []
             for v, X in indicators[si].items():
-                w = pulp.LpVariable(f"w_{si}_{len(ws)}", 0, bound)
+                w = self.lp.add_variable(f"w_{si}_{len(ws)}", 0, bound)
                 self.lp += w <= bound * X, f"w_le_x_{si}_{len(ws)}"
                 self.lp += w <= product, f"w_le_p_{si}_{len(ws)}"
                 self.lp += w >= product - bound * (1 - X), f"w_ge_{si}_{len(ws)}"
@@ -157,7 +157,7 @@ class Model:
             if self.m[si] is None:
                 terms.append(int(replica_bounds(self.problem, stage.name)[1] != c.replicas))
             else:
-                z = pulp.LpVariable(f"replicas_changed_{si}", cat=pulp.LpBinary)
+                z = self.lp.add_variable(f"replicas_changed_{si}", cat=pulp.LpBinary)
                 big = max(self.problem.scaling_cap, c.replicas)
                 self.lp += self.replicas[si] - c.replicas <= big * z, f"rep_up_{si}"
                 self.lp += c.replicas - self.replicas[si] <= big * z, f"rep_down_{si}"

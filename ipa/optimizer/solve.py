@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 
 import pulp
 
@@ -68,7 +69,10 @@ def make_solver(solver: str | pulp.LpSolver = "cbc", time_limit_s: float | None 
     if time_limit_s is not None and not (time_limit_s > 0):
         raise ConfigError(f"solver time limit must be > 0 seconds, got {time_limit_s!r}")
     if solver == "cbc":
-        return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=GAP, gapAbs=GAP)
+        with warnings.catch_warnings():
+            # PuLP 3.3 announces that 4.0 drops its bundled CBC; 3.x (pinned <4) still ships it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=GAP, gapAbs=GAP)
     if solver == "highs":
         _silence_highs_banner()
         return pulp.HiGHS(msg=False, timeLimit=time_limit_s, gapRel=GAP, gapAbs=GAP)
