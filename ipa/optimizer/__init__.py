@@ -6,7 +6,7 @@ from ipa.optimizer.model import COMBINATION_LIMIT, Model, build_model, pas_formu
 from ipa.optimizer.problem import (Evaluation, Option, Problem, StageOptions, check_rate, check_weight,
                                    evaluate, fallback_picks, infeasibility, min_replicas, picks_of,
                                    problem_from_pipeline, stage_options, to_configuration)
-from ipa.optimizer.solve import SOLVERS, make_solver, solve
+from ipa.optimizer.solver import SOLVERS, make_solver, solve
 
 __all__ = [
     "COMBINATION_LIMIT", "Evaluation", "Model", "Option", "Problem", "SOLVERS", "StageOptions",

@@ -16,7 +16,7 @@ import time
 from ipa.configuration import Decision
 from ipa.optimizer.problem import (Problem, allowed_options, evaluate, fallback_picks, infeasibility,
                                    min_replicas, replica_bounds, to_configuration)
-from ipa.optimizer.solve import TIE_TOLERANCE
+from ipa.optimizer.solver import TIE_TOLERANCE
 
 
 def _candidates(problem: Problem, stage):

@@ -22,7 +22,7 @@ import pulp
 from ipa.configuration import Configuration, Decision
 from ipa.errors import ConfigError
 from ipa.optimizer.problem import picks_of, problem_from_pipeline
-from ipa.optimizer.solve import make_solver, solver_name
+from ipa.optimizer.solver import make_solver, solver_name
 from ipa.policies.observation import Observation, PolicyState
 from ipa.policies.pins import fa2_variants, rim_replicas
 from ipa.policies.rules import Context, adaptive, static

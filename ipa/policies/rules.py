@@ -13,7 +13,7 @@ import pulp
 from ipa.configuration import Decision
 from ipa.errors import IpaError
 from ipa.optimizer.problem import Problem, evaluate, fallback_picks, picks_of, to_configuration
-from ipa.optimizer.solve import solve
+from ipa.optimizer.solver import solve
 from ipa.policies.observation import Observation, PolicyState
 
 # Below this the load is "none": provision for a trickle (batch 1, one replica) rather than 0,
