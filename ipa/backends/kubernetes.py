@@ -1,0 +1,403 @@
+"""The ``kubernetes`` backend: a pipeline as Deployments in a namespace of its own.
+
+start
+    create the run's namespace and everything in it (ipa.k8s.render), wait for every rollout,
+    check the router and Prometheus answer on their NodePorts, then start the open-loop load from
+    outside the cluster. Any failure deletes the namespace before the error is raised.
+apply
+    replicas through the scale subresource, a variant switch as a rolling update of the stage's
+    Deployment (new pods serve only once ready, old ones go after), batch sizes through the
+    router's admin endpoint. API calls are made at once; a watcher thread records when the
+    rollouts finished (``AppliedChange.completed_at_s``) or why they did not.
+stop
+    finish the load, keep the pods' logs, delete the namespace (always, also after errors).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+from ipa.backends.base import AppliedChange, Monitor, RunOutput
+from ipa.configuration import Configuration
+from ipa.errors import ConfigError
+from ipa.k8s.client import ClusterError, KubernetesApi, RolloutTimeout
+from ipa.k8s.manifests import ClusterOptions, stage_object_name, stage_patch
+from ipa.k8s.render import check_configuration, run_objects, stage_memory
+from ipa.k8s.rollout import pod_problem, rollout_done
+from ipa.pipelines.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+# --- what changes between two configurations -------------------------------------------------
+
+@dataclass(frozen=True)
+class Change:
+    stage: str
+    kind: str  # "switch" (rolling update: variant, and with it cores), "scale", "batch"
+    detail: str
+
+
+def plan_changes(current: Configuration, target: Configuration) -> list[Change]:
+    """The API actions that move ``current`` to ``target``, stage by stage.
+
+    A variant switch patches the Deployment (which carries the new replica count too), so it
+    never comes with a separate scale; a batch change is the router's business alone."""
+    changes = []
+    for stage, new in target.stages.items():
+        old = current.stages[stage]
+        if new.variant != old.variant or new.cores != old.cores:
+            changes.append(Change(stage, "switch", f"{old.variant}x{old.replicas} -> {new.variant}x{new.replicas}"))
+        elif new.replicas != old.replicas:
+            changes.append(Change(stage, "scale", f"{old.replicas} -> {new.replicas} replicas"))
+        if new.batch != old.batch:
+            changes.append(Change(stage, "batch", f"batch {old.batch} -> {new.batch}"))
+    return changes
+
+
+# --- the seams to the live stack (router admin, load generator, monitor) ----------------------
+
+class LoadReplay(Protocol):
+    def start(self) -> None:
+        """Begin sending at the intended times (time zero = now)."""
+
+    def finish(self):
+        """Wait for the replay to end and every request to be accounted; the per-request table."""
+
+
+LoadFactory = Callable[[str, Sequence[float], "Path | None"], LoadReplay]
+MonitorFactory = Callable[[str, "WallClock"], Monitor]
+
+
+def post_router_configuration(router_url: str, configuration: Configuration, timeout_s: float = 5.0) -> None:
+    """Tell the router the configuration (it applies the batch sizes; the rest is informative)."""
+    body = json.dumps({"configuration": configuration.to_dict()}).encode()
+    request = urllib.request.Request(router_url.rstrip("/") + "/admin/configuration", data=body,
+                                     method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            response.read()
+    except (urllib.error.URLError, OSError) as e:
+        raise ClusterError(f"the router at {router_url} did not take the configuration: {e}") from None
+
+
+class WallClock:
+    """Seconds since the load started (``reset`` when it does)."""
+
+    def __init__(self) -> None:
+        self._t0 = time.monotonic()
+
+    def reset(self) -> None:
+        self._t0 = time.monotonic()
+
+    def now(self) -> float:
+        return time.monotonic() - self._t0
+
+    def sleep_until(self, t: float) -> None:
+        delay = t - self.now()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def wait_http_ok(url: str, timeout_s: float, what: str, poll_s: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2.0) as response:
+                if response.status == 200:
+                    return
+                last = f"HTTP {response.status}"
+        except (urllib.error.URLError, OSError) as e:
+            last = str(e)
+        if time.monotonic() >= deadline:
+            raise ClusterError(f"{what} does not answer at {url} after {timeout_s:.0f} s ({last}). On kind the "
+                               f"NodePort needs an extraPortMappings entry (cluster/kind.yaml); elsewhere pass the "
+                               f"node's address with --node-host (e.g. `minikube ip`)")
+        time.sleep(poll_s)
+
+
+# --- the backend ------------------------------------------------------------------------------
+
+@dataclass
+class KubernetesSettings:
+    image: str = ClusterOptions.image
+    mode: str = "emulated"
+    node_host: str = "127.0.0.1"  # where the NodePorts answer: kind maps them to localhost
+    router_node_port: int = ClusterOptions.router_node_port
+    prometheus_node_port: int = ClusterOptions.prometheus_node_port
+    # Set these where the NodePorts are not reachable (e.g. behind `kubectl port-forward`).
+    router_url: str | None = None
+    prometheus_url: str | None = None
+    namespace_prefix: str = "ipa-run"
+    rollout_timeout_s: float = 300.0
+    endpoint_timeout_s: float = 60.0
+    delete_timeout_s: float = 120.0
+    poll_s: float = 0.5
+    kubeconfig: str | None = None
+    context: str | None = None
+    run_dir: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class KubernetesBackend:
+    def __init__(self, settings: KubernetesSettings | None = None, api: KubernetesApi | None = None,
+                 load_factory: LoadFactory | None = None, monitor_factory: MonitorFactory | None = None,
+                 router_admin: Callable[[str, Configuration], None] = post_router_configuration,
+                 run_id: str | None = None):
+        self.settings = settings or KubernetesSettings()
+        self._api = api
+        self._load_factory = load_factory
+        self._monitor_factory = monitor_factory
+        self._router_admin = router_admin
+        self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+        self.clock = WallClock()
+        self.monitor: Monitor | None = None
+        self.applied: list[AppliedChange] = []
+        self._lock = threading.Lock()
+        self._pending: list[tuple[int, list[str]]] = []  # (index in applied, deployments) awaiting rollout
+        self._stop_watch = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._load: LoadReplay | None = None
+        self._namespace_created = False
+        self.pipeline: Pipeline | None = None
+        self.current: Configuration | None = None
+        self.options: ClusterOptions | None = None
+
+    # --- names ----------------------------------------------------------------------------
+    @property
+    def api(self) -> KubernetesApi:
+        if self._api is None:
+            self._api = KubernetesApi.from_kubeconfig(self.settings.kubeconfig, self.settings.context)
+        return self._api
+
+    @property
+    def namespace(self) -> str:
+        return self.options.namespace if self.options else ""
+
+    @property
+    def router_url(self) -> str:
+        if self.settings.router_url:
+            return self.settings.router_url.rstrip("/")
+        return f"http://{self.settings.node_host}:{self.settings.router_node_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        if self.settings.prometheus_url:
+            return self.settings.prometheus_url.rstrip("/")
+        return f"http://{self.settings.node_host}:{self.settings.prometheus_node_port}"
+
+    def _cluster_options(self, pipeline: Pipeline) -> ClusterOptions:
+        s = self.settings
+        name = f"{s.namespace_prefix}-{pipeline.name}-{self.run_id}".lower().replace("_", "-")[:63].rstrip("-")
+        return ClusterOptions(namespace=name, image=s.image, mode=s.mode, run_id=self.run_id,
+                              router_node_port=s.router_node_port, prometheus_node_port=s.prometheus_node_port)
+
+    # --- start ------------------------------------------------------------------------------
+    def deploy(self, pipeline: Pipeline, initial: Configuration) -> None:
+        """Create the run's namespace and objects and wait until every Deployment is ready;
+        on any failure the namespace is deleted before the error propagates."""
+        check_configuration(pipeline, initial)
+        self.pipeline, self.current = pipeline, initial
+        self.options = self._cluster_options(pipeline)
+        try:
+            version = self.api.server_version()
+            log.info("cluster %s (Kubernetes %s): creating namespace %s", self.api.where, version, self.namespace)
+            objects = run_objects(pipeline, initial, self.options)
+            self.api.create(objects[0])
+            self._namespace_created = True
+            for obj in objects[1:]:
+                self.api.create(obj)
+            deployments = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"]
+            self.wait_for_rollouts(deployments, self.settings.rollout_timeout_s)
+            wait_http_ok(self.router_url + "/v2/health/ready", self.settings.endpoint_timeout_s, "the router")
+            wait_http_ok(self.prometheus_url + "/-/ready", self.settings.endpoint_timeout_s, "Prometheus")
+        except BaseException as e:
+            self._cleanup_after(e)
+            raise
+
+    def start(self, pipeline: Pipeline, initial: Configuration, send_times_s: Sequence[float]) -> None:
+        self.deploy(pipeline, initial)
+        try:
+            self.monitor = self._make_monitor()
+            self._load = self._make_load(send_times_s)
+            self._watcher = threading.Thread(target=self._watch, name="k8s-rollouts", daemon=True)
+            self._watcher.start()
+            self.clock.reset()
+            self._load.start()
+        except BaseException as e:
+            self._cleanup_after(e)
+            raise
+
+    def _make_monitor(self) -> Monitor:
+        if self._monitor_factory is not None:
+            return self._monitor_factory(self.prometheus_url, self.clock)
+        from ipa.monitoring import PromQLMonitor  # noqa: PLC0415 (live extra)
+        return PromQLMonitor(self.prometheus_url, self.clock)
+
+    def _make_load(self, send_times_s: Sequence[float]) -> LoadReplay:
+        if self._load_factory is not None:
+            return self._load_factory(self.router_url, send_times_s, self.settings.run_dir)
+        from ipa.loadgen import LocustReplay  # noqa: PLC0415 (live extra)
+        return LocustReplay(self.router_url, send_times_s, self.settings.run_dir)
+
+    # --- apply ------------------------------------------------------------------------------
+    def apply(self, configuration: Configuration) -> AppliedChange:
+        if self.pipeline is None or self.current is None or self.options is None:
+            raise ConfigError("apply() before start(): the backend has no running pipeline")
+        check_configuration(self.pipeline, configuration)
+        requested = self.clock.now()
+        changes = plan_changes(self.current, configuration)
+        touched = []
+        for c in changes:
+            name = stage_object_name(c.stage)
+            cfg = configuration[c.stage]
+            if c.kind == "switch":
+                memory = stage_memory(self.pipeline, c.stage, cfg.variant, self.options.mode, self.options)
+                self.api.patch_deployment(self.namespace, name,
+                                          stage_patch(self.pipeline.name, c.stage, cfg, self.options, memory))
+                touched.append(name)
+            elif c.kind == "scale":
+                self.api.scale(self.namespace, name, cfg.replicas)
+                touched.append(name)
+        if any(c.kind == "batch" for c in changes):
+            self._router_admin(self.router_url, configuration)
+        self.current = configuration
+        note = "; ".join(f"{c.stage}: {c.detail}" for c in changes) or "no change"
+        with self._lock:
+            # a newer change to the same stages ends the wait for an older one
+            for index, names in self._pending:
+                if set(names) & set(touched):
+                    self.applied[index] = replace(self.applied[index],
+                                                  note=self.applied[index].note + f"; superseded at {requested:.1f} s")
+            self._pending = [(i, n) for i, n in self._pending if not set(n) & set(touched)]
+            done_now = requested if not touched else None
+            self.applied.append(AppliedChange(requested, configuration, done_now, note))
+            if touched:
+                self._pending.append((len(self.applied) - 1, touched))
+            return self.applied[-1]
+
+    def _watch(self) -> None:
+        while not self._stop_watch.wait(self.settings.poll_s):
+            try:
+                self.poll_rollouts()
+            except ClusterError as e:  # the API can blink; the run goes on, the log says so
+                log.warning("rollout watch: %s", e)
+
+    def poll_rollouts(self) -> None:
+        """Close every pending change whose Deployments have finished rolling out."""
+        with self._lock:
+            pending = list(self._pending)
+        for index, names in pending:
+            states = [rollout_done(self.api.read_deployment(self.namespace, n)) for n in names]
+            problem = None if all(d for d, _ in states) else self._diagnose(names)
+            with self._lock:
+                if (index, names) not in self._pending:
+                    continue
+                change = self.applied[index]
+                if all(done for done, _ in states):
+                    self.applied[index] = replace(change, completed_at_s=self.clock.now())
+                    self._pending.remove((index, names))
+                elif problem is not None and str(problem) not in change.note:
+                    # the old pods keep serving (maxUnavailable 0); say why the change is not taking
+                    log.warning("change requested at %.1f s is stuck: %s", change.requested_at_s, problem)
+                    self.applied[index] = replace(change, note=f"{change.note}; stuck: {problem}")
+
+    def _diagnose(self, deployments: list[str]) -> ClusterError | None:
+        for name in deployments:
+            # instance labels are unique in the namespace: stage-*, router, prometheus
+            for pod in self.api.list_pods(self.namespace, f"app.kubernetes.io/instance={name}"):
+                problem = pod_problem(pod)
+                if problem is not None:
+                    return problem
+        return None
+
+    def wait_for_rollouts(self, deployments: list[str], timeout_s: float) -> None:
+        """Return when every Deployment has rolled out; raise the diagnosed cause as soon as a pod
+        shows one waiting cannot cure (missing image, no capacity, crash loop), else on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            waiting = {}
+            for name in deployments:
+                done, why = rollout_done(self.api.read_deployment(self.namespace, name))
+                if not done:
+                    waiting[name] = why
+            if not waiting:
+                return
+            problem = self._diagnose(list(waiting))
+            if problem is not None:
+                raise problem
+            if time.monotonic() >= deadline:
+                detail = "; ".join(f"{n}: {w}" for n, w in waiting.items())
+                raise RolloutTimeout(f"rollout not done after {timeout_s:.0f} s in namespace {self.namespace}: "
+                                     f"{detail}. Inspect with `kubectl get pods -n {self.namespace}`")
+            time.sleep(self.settings.poll_s)
+
+    # --- stop -------------------------------------------------------------------------------
+    def stop(self) -> RunOutput:
+        requests = None
+        extra: dict[str, str] = {}
+        try:
+            if self._load is not None:
+                requests = self._load.finish()
+            self._stop_watch.set()
+            if self._watcher is not None:
+                self._watcher.join(timeout=5)
+            try:
+                self.poll_rollouts()
+            except ClusterError as e:
+                log.warning("final rollout check: %s", e)
+            extra = self._save_logs()
+        finally:
+            self.teardown()
+        with self._lock:
+            applied = list(self.applied)
+        return RunOutput(requests=requests, applied=applied, extra_files=extra)
+
+    def _save_logs(self) -> dict[str, str]:
+        """Every pod's log, into run_dir/k8s-logs/ (the namespace and its logs go at teardown)."""
+        if self.settings.run_dir is None or not self._namespace_created:
+            return {}
+        folder = Path(self.settings.run_dir) / "k8s-logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        out = {}
+        try:
+            for pod in self.api.list_pods(self.namespace):
+                name = pod["metadata"]["name"]
+                path = folder / f"{name}.log"
+                path.write_text(self.api.pod_log(self.namespace, name))
+                out[f"k8s-logs/{name}.log"] = str(path)
+        except ClusterError as e:
+            log.warning("could not save pod logs: %s", e)
+        return out
+
+    def _cleanup_after(self, error: BaseException) -> None:
+        """Delete what the failed start created; a failing cleanup is added to the original
+        error's notes instead of hiding it."""
+        try:
+            self.teardown()
+        except ClusterError as cleanup:
+            error.add_note(f"cleanup also failed: {cleanup}")
+
+    def teardown(self) -> None:
+        """Delete the run's namespace (idempotent); everything the run created goes with it."""
+        self._stop_watch.set()
+        if not self._namespace_created:
+            return
+        try:
+            self.api.delete_namespace(self.namespace)
+            if not self.api.wait_namespace_gone(self.namespace, self.settings.delete_timeout_s, self.settings.poll_s):
+                log.warning("namespace %s is still terminating after %.0f s; Kubernetes finishes it in the "
+                            "background", self.namespace, self.settings.delete_timeout_s)
+        except ClusterError as e:
+            raise ClusterError(f"could not delete namespace {self.namespace}: {e}. Delete it by hand: "
+                               f"kubectl delete namespace {self.namespace}") from None
+        self._namespace_created = False

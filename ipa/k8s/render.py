@@ -1,0 +1,86 @@
+"""All the objects of one run, in the order they are created, and their YAML form."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import yaml
+
+from ipa.configuration import Configuration, StageConfig
+from ipa.errors import ConfigError
+from ipa.k8s.manifests import (ClusterOptions, namespace, router_deployment, router_service,
+                               stage_deployment, stage_service)
+from ipa.k8s.prometheus import prometheus_objects
+from ipa.pipelines.pipeline import Pipeline
+
+# Python, the server and a copy of the batch in flight, above the model itself (real mode).
+REAL_MODE_OVERHEAD_MB = 384
+
+
+def check_configuration(pipeline: Pipeline, configuration: Configuration) -> None:
+    """A configuration names every stage of the pipeline, in order, with sane knobs."""
+    if tuple(configuration.stages) != pipeline.stage_names:
+        raise ConfigError(f"configuration stages {list(configuration.stages)} do not match pipeline "
+                          f"{pipeline.name!r} stages {list(pipeline.stage_names)}")
+    for stage, cfg in configuration.stages.items():
+        pipeline.spec.stage(stage).variant(cfg.variant)  # unknown variant: CatalogueError naming it
+        if cfg.replicas < 0 or cfg.batch < 1 or cfg.cores < 1:
+            raise ConfigError(f"stage {stage!r}: replicas must be >= 0, batch and cores >= 1; got "
+                              f"replicas={cfg.replicas} batch={cfg.batch} cores={cfg.cores}")
+
+
+def stage_memory(pipeline: Pipeline, stage: str, variant: str, mode: str, options: ClusterOptions) -> str:
+    """Memory request = limit of a replica: the profiled peak memory in real mode (rounded up to
+    64 MiB), the small emulated-mode figure otherwise."""
+    if mode != "real":
+        return options.server_memory
+    profile = pipeline.stage_profile(stage, variant)
+    peak = max(r.peak_memory_mb for r in profile.rows.values())
+    mib = 64 * math.ceil((peak + REAL_MODE_OVERHEAD_MB) / 64)
+    return f"{mib}Mi"
+
+
+def cheapest_configuration(pipeline: Pipeline) -> Configuration:
+    """The least accurate (and, by the base-allocation rule, cheapest) variant per stage,
+    batch 1, one replica: a start that every cluster able to run the pipeline can schedule."""
+    stages = {}
+    for stage in pipeline.stage_names:
+        p = pipeline.stage_profiles[stage][0]
+        stages[stage] = StageConfig(variant=p.variant, batch=1, replicas=1, cores=p.base_cores)
+    return Configuration(stages)
+
+
+def run_objects(pipeline: Pipeline, configuration: Configuration, options: ClusterOptions,
+                with_namespace: bool = True) -> list[dict]:
+    """Namespace, Prometheus (RBAC first), stage Services and Deployments, router, in creation order."""
+    check_configuration(pipeline, configuration)
+    objects = [namespace(options, pipeline.name)] if with_namespace else []
+    objects += prometheus_objects(pipeline.name, options)
+    for stage, cfg in configuration.stages.items():
+        objects.append(stage_service(pipeline.name, stage, options))
+        memory = stage_memory(pipeline, stage, cfg.variant, options.mode, options)
+        objects.append(stage_deployment(pipeline.name, stage, cfg, options, memory=memory))
+    objects.append(router_service(pipeline.name, options))
+    objects.append(router_deployment(pipeline.name, configuration, options))
+    return objects
+
+
+def file_name(index: int, obj: dict) -> str:
+    return f"{index:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+
+
+def write_manifests(objects: list[dict], out: Path) -> list[Path]:
+    """One YAML file per object, numbered in creation order (``kubectl apply -f DIR`` applies
+    them in file-name order), plus ``all.yaml`` with every object as one multi-document stream."""
+    out.mkdir(parents=True, exist_ok=True)
+    stale = sorted(out.glob("[0-9][0-9]-*.yaml"))
+    if stale:
+        raise ConfigError(f"{out} already holds rendered manifests ({stale[0].name}, ...); "
+                          f"choose an empty folder so no stale object gets applied")
+    paths = []
+    for i, obj in enumerate(objects):
+        path = out / file_name(i, obj)
+        path.write_text(yaml.safe_dump(obj, sort_keys=False))
+        paths.append(path)
+    (out / "all.yaml").write_text(yaml.safe_dump_all(objects, sort_keys=False))
+    return paths

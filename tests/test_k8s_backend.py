@@ -1,0 +1,479 @@
+"""The kubernetes backend's API calls, checked at the HTTP level.
+
+``RecordingApiServer`` is an emulator of the few Kubernetes API endpoints the backend uses, not a
+cluster: it records every request (method, path, query, content type, body) and answers the way the
+API server does for those calls (201 with the object on create, the object on read, a merged object
+on patch, 404 after delete, 403 Status bodies when told to forbid). Scheduling, kubelets and
+controllers do not exist here: a test sets Deployment status and pods itself. What a real cluster
+does with these requests is checked by `pytest -m cluster` (tests/test_cluster_live.py).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+kubernetes = pytest.importorskip("kubernetes")
+
+from ipa.backends.kubernetes import KubernetesBackend, KubernetesSettings, plan_changes  # noqa: E402
+from ipa.configuration import Configuration, StageConfig  # noqa: E402
+from ipa.k8s.client import (ClusterForbidden, ClusterUnreachable, ContainerFailing, ImageMissing,  # noqa: E402
+                            InsufficientCapacity, KubernetesApi, RolloutTimeout)
+from ipa.k8s.manifests import ClusterOptions  # noqa: E402
+from ipa.k8s.render import cheapest_configuration, run_objects  # noqa: E402
+
+SMP = "application/strategic-merge-patch+json"
+
+
+def _merge(base, patch):
+    """Strategic merge as far as these patches need it: maps merge, lists of named maps merge by name."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for k, v in patch.items():
+            out[k] = _merge(base.get(k), v) if k in base else copy.deepcopy(v)
+        return out
+    if isinstance(base, list) and isinstance(patch, list) and all(isinstance(x, dict) and "name" in x for x in base + patch):
+        out = [copy.deepcopy(x) for x in base]
+        for item in patch:
+            i = next((j for j, x in enumerate(out) if x["name"] == item["name"]), None)
+            if i is None:
+                out.append(copy.deepcopy(item))
+            else:
+                out[i] = _merge(out[i], item) if item.keys() - {"name", "env"} or "env" not in item else {**_merge(out[i], {k: v for k, v in item.items() if k != "env"}), "env": item["env"]}
+        return out
+    return copy.deepcopy(patch)
+
+
+class RecordingApiServer:
+    """An emulator of the few API endpoints used, not a cluster (see the module docstring)."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.objects: dict[str, dict] = {}  # object path -> object
+        self.pods: dict[str, list[dict]] = {}  # namespace -> pods to list
+        self.forbid: list[tuple[str, str]] = []  # (method, path fragment) answered with 403
+        self.auto_ready = True  # Deployments report a finished rollout as soon as they change
+        self.ready_http = {"/v2/health/ready": 200, "/-/ready": 200}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                split = urlsplit(self.path)
+                record = {"method": self.command, "path": split.path, "query": parse_qs(split.query),
+                          "content_type": self.headers.get("Content-Type"),
+                          "body": json.loads(raw) if raw else None}
+                server.requests.append(record)
+                status, body = server.answer(record)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    # --- behaviour --------------------------------------------------------------------------
+    @staticmethod
+    def _status(code: int, reason: str, message: str) -> tuple[int, dict]:
+        return code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
+                      "reason": reason, "code": code}
+
+    def _settle(self, obj: dict) -> None:
+        """What the Deployment controller would report: with auto_ready every pod of the new
+        template is available at once; without, the pods exist but none is ready yet."""
+        if obj.get("kind") == "Deployment":
+            n = obj["spec"].get("replicas", 1)
+            ready = n if self.auto_ready else 0
+            obj["status"] = {"observedGeneration": obj["metadata"]["generation"], "replicas": n,
+                             "updatedReplicas": n, "availableReplicas": ready, "readyReplicas": ready}
+
+    def answer(self, r: dict) -> tuple[int, dict]:
+        method, path, body = r["method"], r["path"], r["body"]
+        for m, fragment in self.forbid:
+            if m == method and fragment in path:
+                return self._status(403, "Forbidden", f'{path} is forbidden: User "test" cannot {method.lower()} it')
+        if path in self.ready_http:
+            return self.ready_http[path], {}
+        if path in ("/version", "/version/"):  # the client asks for /version/
+            return 200, {"major": "1", "minor": "34", "gitVersion": "v1.34.0"}
+        if path.endswith("/pods") and method == "GET":
+            ns = path.split("/")[4]
+            sel = r["query"].get("labelSelector", [""])[0]
+            wanted = dict(kv.split("=") for kv in sel.split(",") if kv)
+            items = [p for p in self.pods.get(ns, [])
+                     if all(p["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())]
+            return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
+        if method == "POST":
+            name = body["metadata"]["name"]
+            key = f"{path}/{name}"
+            if key in self.objects:
+                return self._status(409, "AlreadyExists", f"{name} already exists")
+            obj = copy.deepcopy(body)
+            obj["metadata"]["generation"] = 1
+            obj["metadata"]["uid"] = f"uid-{len(self.objects)}"
+            self._settle(obj)
+            self.objects[key] = obj
+            return 201, obj
+        scale = path.endswith("/scale")
+        key = path[: -len("/scale")] if scale else path
+        obj = self.objects.get(key)
+        if obj is None:
+            return self._status(404, "NotFound", f"{path} not found")
+        if method == "GET":
+            return 200, obj
+        if method == "PATCH":
+            if scale:
+                obj["spec"]["replicas"] = body["spec"]["replicas"]
+            else:
+                merged = _merge(obj, body)
+                obj.clear()
+                obj.update(merged)
+            obj["metadata"]["generation"] += 1
+            self._settle(obj)
+            if scale:
+                return 200, {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": obj["metadata"],
+                             "spec": {"replicas": obj["spec"]["replicas"]}}
+            return 200, obj
+        if method == "DELETE":
+            ns_name = obj["metadata"]["name"]
+            for k in [k for k in self.objects if k == key or f"/namespaces/{ns_name}/" in k]:
+                del self.objects[k]
+            return 200, {**obj, "status": {"phase": "Terminating"}}
+        return self._status(405, "MethodNotAllowed", method)
+
+    # --- helpers for tests ------------------------------------------------------------------
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def api(self) -> KubernetesApi:
+        configuration = kubernetes.client.Configuration()
+        configuration.host = self.url
+        return KubernetesApi(kubernetes.client.ApiClient(configuration), where=self.url)
+
+    def calls(self, method: str | None = None, fragment: str = "") -> list[dict]:
+        return [r for r in self.requests if (method is None or r["method"] == method) and fragment in r["path"]
+                and r["path"] not in self.ready_http]
+
+    def deployment(self, ns: str, name: str) -> dict:
+        return self.objects[f"/apis/apps/v1/namespaces/{ns}/deployments/{name}"]
+
+
+class FakeLoad:
+    """Stands in for the Locust replay (its own tests live with ipa.loadgen)."""
+
+    def __init__(self, url, send_times, run_dir):
+        self.url, self.send_times, self.started, self.finished = url, list(send_times), False, False
+
+    def start(self):
+        self.started = True
+
+    def finish(self):
+        self.finished = True
+        return "requests-table"
+
+
+@pytest.fixture
+def emulator():
+    with RecordingApiServer() as server:
+        yield server
+
+
+def make_backend(emulator, **settings) -> tuple[KubernetesBackend, dict]:
+    seen: dict = {"router": []}
+    defaults = dict(router_url=emulator.url, prometheus_url=emulator.url, poll_s=0.01,
+                    rollout_timeout_s=2.0, endpoint_timeout_s=2.0, delete_timeout_s=2.0)
+    backend = KubernetesBackend(
+        KubernetesSettings(**{**defaults, **settings}), api=emulator.api(),
+        load_factory=lambda url, times, run_dir: seen.setdefault("load", FakeLoad(url, times, run_dir)),
+        monitor_factory=lambda url, clock: seen.setdefault("monitor_url", url),
+        router_admin=lambda url, cfg: seen["router"].append((url, cfg)), run_id="t1")
+    return backend, seen
+
+
+def with_stage(cfg: Configuration, stage: str, **changes) -> Configuration:
+    stages = dict(cfg.stages)
+    s = stages[stage]
+    stages[stage] = StageConfig(**{**s.__dict__, **changes})
+    return Configuration(stages)
+
+
+# --- start ------------------------------------------------------------------------------------
+
+def test_start_creates_every_object_in_order_then_starts_the_load(emulator, tiny_pipeline):
+    initial = cheapest_configuration(tiny_pipeline)
+    backend, seen = make_backend(emulator)
+    backend.start(tiny_pipeline, initial, [0.0, 0.5, 1.0])
+    ns = backend.namespace
+    assert ns == "ipa-run-tiny-video-t1"
+    expected = run_objects(tiny_pipeline, initial, backend.options)
+    posts = emulator.calls("POST")
+    assert [p["body"] for p in posts] == expected  # the builders' objects, byte for byte
+    assert posts[0]["path"] == "/api/v1/namespaces"
+    assert [p["path"] for p in posts[1:4]] == [
+        f"/api/v1/namespaces/{ns}/serviceaccounts",
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"]
+    assert f"/apis/apps/v1/namespaces/{ns}/deployments" in [p["path"] for p in posts]
+    assert all(p["content_type"] == "application/json" for p in posts)
+    assert all(p["query"].get("fieldManager") == ["ipa-bench"] for p in posts)
+    # every Deployment's rollout was read before the load began
+    reads = {r["path"].rsplit("/", 1)[1] for r in emulator.calls("GET", "/deployments/")}
+    assert reads == {"prometheus", "stage-detector", "stage-classifier", "router"}
+    assert seen["load"].started and seen["load"].url == emulator.url
+    assert seen["monitor_url"] == emulator.url
+    backend.stop()
+
+
+def test_stop_finishes_the_load_and_deletes_the_namespace(emulator, tiny_pipeline, tmp_path):
+    backend, seen = make_backend(emulator, run_dir=tmp_path)
+    backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [0.0])
+    ns = backend.namespace
+    out = backend.stop()
+    assert seen["load"].finished and out.requests == "requests-table"
+    deletes = emulator.calls("DELETE")
+    assert [d["path"] for d in deletes] == [f"/api/v1/namespaces/{ns}"]
+    assert deletes[0]["query"] == {"propagationPolicy": ["Background"]}
+    assert not [k for k in emulator.objects if f"/namespaces/{ns}" in k]
+    # and it waited for the namespace to be gone
+    assert emulator.requests[-1]["method"] == "GET" and emulator.requests[-1]["path"] == f"/api/v1/namespaces/{ns}"
+
+
+# --- apply ------------------------------------------------------------------------------------
+
+def test_scaling_goes_through_the_scale_subresource(emulator, tiny_pipeline):
+    initial = cheapest_configuration(tiny_pipeline)
+    backend, seen = make_backend(emulator)
+    backend.start(tiny_pipeline, initial, [])
+    before = len(emulator.requests)
+    change = backend.apply(with_stage(initial, "classifier", replicas=3))
+    patches = [r for r in emulator.requests[before:] if r["method"] == "PATCH"]
+    assert len(patches) == 1
+    p = patches[0]
+    assert p["path"] == f"/apis/apps/v1/namespaces/{backend.namespace}/deployments/stage-classifier/scale"
+    assert p["content_type"] == SMP
+    assert p["body"] == {"spec": {"replicas": 3}}
+    assert seen["router"] == []  # no batch change, no router call
+    assert change.completed_at_s is None and "classifier: 1 -> 3 replicas" in change.note
+    backend.poll_rollouts()  # the emulator reports the rollout finished
+    assert backend.applied[-1].completed_at_s is not None
+    backend.stop()
+
+
+def test_a_variant_switch_is_one_rolling_update_patch(emulator, tiny_pipeline):
+    initial = cheapest_configuration(tiny_pipeline)
+    heavy = tiny_pipeline.stage_profiles["detector"][-1]
+    backend, _ = make_backend(emulator)
+    backend.start(tiny_pipeline, initial, [])
+    before = len(emulator.requests)
+    backend.apply(with_stage(initial, "detector", variant=heavy.variant, cores=heavy.base_cores, replicas=2))
+    patches = [r for r in emulator.requests[before:] if r["method"] == "PATCH"]
+    assert len(patches) == 1, "the switch carries the replica count: no separate scale"
+    p = patches[0]
+    assert p["path"] == f"/apis/apps/v1/namespaces/{backend.namespace}/deployments/stage-detector"
+    assert p["content_type"] == SMP
+    container = p["body"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["name"] == "server"  # strategic merge matches the container by name
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["IPA_VARIANT"] == heavy.variant and env["IPA_CORES"] == str(heavy.base_cores)
+    cpu = str(heavy.base_cores)
+    assert container["resources"] == {"requests": {"cpu": cpu, "memory": "512Mi"},
+                                      "limits": {"cpu": cpu, "memory": "512Mi"}}
+    assert p["body"]["spec"]["replicas"] == 2
+    # the emulated merge leaves a Deployment running the new variant, selector untouched
+    dep = emulator.deployment(backend.namespace, "stage-detector")
+    assert dep["metadata"]["generation"] == 2
+    assert {e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}["IPA_VARIANT"] == heavy.variant
+    assert dep["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "ipa-model-server",
+                                                     "app.kubernetes.io/instance": "stage-detector"}
+    backend.stop()
+
+
+def test_batch_sizes_go_to_the_router_only(emulator, tiny_pipeline):
+    initial = cheapest_configuration(tiny_pipeline)
+    backend, seen = make_backend(emulator)
+    backend.start(tiny_pipeline, initial, [])
+    before = len(emulator.requests)
+    target = with_stage(initial, "detector", batch=4)
+    change = backend.apply(target)
+    assert [r for r in emulator.requests[before:] if r["method"] != "GET"] == []
+    assert seen["router"] == [(emulator.url, target)]
+    assert change.completed_at_s == change.requested_at_s  # nothing to roll out
+    backend.stop()
+
+
+def test_completion_waits_for_the_rollout_and_a_newer_change_supersedes(emulator, tiny_pipeline):
+    initial = cheapest_configuration(tiny_pipeline)
+    backend, _ = make_backend(emulator)
+    backend.start(tiny_pipeline, initial, [])
+    emulator.auto_ready = False  # from now on Deployments stay mid-rollout until the test says so
+    first = with_stage(initial, "classifier", replicas=2)
+    backend.apply(first)
+    backend.poll_rollouts()
+    assert backend.applied[0].completed_at_s is None
+    backend.apply(with_stage(first, "classifier", replicas=4))
+    assert "superseded" in backend.applied[0].note
+    dep = emulator.deployment(backend.namespace, "stage-classifier")
+    emulator.auto_ready = True
+    emulator._settle(dep)
+    backend.poll_rollouts()
+    assert backend.applied[0].completed_at_s is None and backend.applied[1].completed_at_s is not None
+    backend.stop()
+
+
+def test_plan_changes_is_per_stage_and_minimal(tiny_pipeline):
+    a = cheapest_configuration(tiny_pipeline)
+    assert plan_changes(a, a) == []
+    heavy = tiny_pipeline.stage_profiles["classifier"][-1]
+    b = with_stage(with_stage(a, "detector", replicas=5, batch=2), "classifier",
+                   variant=heavy.variant, cores=heavy.base_cores)
+    kinds = [(c.stage, c.kind) for c in plan_changes(a, b)]
+    assert kinds == [("detector", "scale"), ("detector", "batch"), ("classifier", "switch")]
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+def test_no_reachable_cluster_is_named_and_nothing_is_left(tiny_pipeline):
+    configuration = kubernetes.client.Configuration()
+    configuration.host = "http://127.0.0.1:9"  # discard port: nothing listens
+    configuration.retries = False
+    api = KubernetesApi(kubernetes.client.ApiClient(configuration), where=configuration.host)
+    backend = KubernetesBackend(KubernetesSettings(), api=api, run_id="t1")
+    with pytest.raises(ClusterUnreachable, match="cannot reach the Kubernetes API at http://127.0.0.1:9"):
+        backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
+
+
+def test_no_kubeconfig_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(ClusterUnreachable, match="no Kubernetes configuration.*KUBECONFIG"):
+        KubernetesApi.from_kubeconfig()
+
+
+def test_forbidden_create_is_named_and_the_namespace_deleted(emulator, tiny_pipeline):
+    emulator.forbid.append(("POST", "/deployments"))
+    backend, seen = make_backend(emulator)
+    with pytest.raises(ClusterForbidden, match="forbids creating Deployment prometheus in namespace ipa-run-tiny-video-t1"):
+        backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
+    assert [d["path"] for d in emulator.calls("DELETE")] == ["/api/v1/namespaces/ipa-run-tiny-video-t1"]
+    assert emulator.objects == {} and "load" not in seen
+
+
+def test_forbidden_namespace_creation_leaves_nothing_to_delete(emulator, tiny_pipeline):
+    emulator.forbid.append(("POST", "/api/v1/namespaces"))
+    backend, _ = make_backend(emulator)
+    with pytest.raises(ClusterForbidden, match="creating Namespace"):
+        backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
+    assert emulator.calls("DELETE") == []
+
+
+def _stuck_pod(ns: str, instance: str, status: dict) -> dict:
+    return {"metadata": {"name": f"{instance}-abc", "namespace": ns,
+                         "labels": {"app.kubernetes.io/instance": instance}}, "status": status}
+
+
+def test_missing_image_is_detected_and_cleaned_up(emulator, tiny_pipeline):
+    emulator.auto_ready = False
+    ns = "ipa-run-tiny-video-t1"
+    emulator.pods[ns] = [_stuck_pod(ns, "stage-detector", {"phase": "Pending", "containerStatuses": [{
+        "name": "server", "image": "ipa-bench:dev", "ready": False, "restartCount": 0,
+        "state": {"waiting": {"reason": "ErrImagePull", "message": "pull access denied for ipa-bench"}}}]})]
+    backend, seen = make_backend(emulator, rollout_timeout_s=30)
+    with pytest.raises(ImageMissing, match="ipa-bench:dev.*ErrImagePull.*kind load docker-image"):
+        backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
+    assert [d["path"] for d in emulator.calls("DELETE")] == [f"/api/v1/namespaces/{ns}"]
+    assert "load" not in seen
+
+
+def test_insufficient_capacity_is_detected_and_cleaned_up(emulator, tiny_pipeline):
+    emulator.auto_ready = False
+    ns = "ipa-run-tiny-video-t1"
+    emulator.pods[ns] = [_stuck_pod(ns, "stage-classifier", {"phase": "Pending", "conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/1 nodes are available: 1 Insufficient cpu."}]})]
+    backend, _ = make_backend(emulator, rollout_timeout_s=30)
+    with pytest.raises(InsufficientCapacity, match="Insufficient cpu"):
+        backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
+    assert emulator.calls("DELETE")
+
+
+def test_crash_loop_is_named(emulator, tiny_pipeline):
+    emulator.auto_ready = False
+    ns = "ipa-run-tiny-video-t1"
+    emulator.pods[ns] = [_stuck_pod(ns, "router", {"phase": "Running", "containerStatuses": [{
+        "name": "router", "image": "ipa-bench:dev", "ready": False, "restartCount": 3,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"reason": "Error", "message": "No module named ipa.serving.router"}}}]})]
+    backend, _ = make_backend(emulator, rollout_timeout_s=30)
+    with pytest.raises(ContainerFailing, match="No module named ipa.serving.router"):
+        backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
+    assert emulator.calls("DELETE")
+
+
+def test_rollout_timeout_names_what_is_missing(emulator, tiny_pipeline):
+    emulator.auto_ready = False
+    backend, _ = make_backend(emulator, rollout_timeout_s=0.2)
+    with pytest.raises(RolloutTimeout, match=r"rollout not done after 0 s.*router: 0 of 1 updated replicas available"):
+        backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
+    assert emulator.calls("DELETE")
+
+
+def test_a_stuck_switch_during_the_run_is_noted_not_fatal(emulator, tiny_pipeline):
+    initial = cheapest_configuration(tiny_pipeline)
+    backend, _ = make_backend(emulator)
+    backend.start(tiny_pipeline, initial, [])
+    emulator.auto_ready = False
+    ns = backend.namespace
+    emulator.pods[ns] = [_stuck_pod(ns, "stage-classifier", {"phase": "Pending", "conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/1 nodes are available: 1 Insufficient cpu."}]})]
+    backend.apply(with_stage(initial, "classifier", replicas=9))
+    backend.poll_rollouts()
+    assert backend.applied[-1].completed_at_s is None
+    assert "stuck: pod stage-classifier-abc cannot be scheduled" in backend.applied[-1].note
+    backend.stop()
+    assert emulator.calls("DELETE")
+
+
+def test_router_unreachable_after_rollout_cleans_up(emulator, tiny_pipeline):
+    emulator.ready_http["/v2/health/ready"] = 503
+    backend, _ = make_backend(emulator, endpoint_timeout_s=0.3)
+    with pytest.raises(Exception, match="the router does not answer"):
+        backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
+    assert emulator.calls("DELETE")
+
+
+def test_apply_rejects_a_configuration_for_other_stages(emulator, tiny_pipeline):
+    from ipa.errors import ConfigError
+    backend, _ = make_backend(emulator)
+    backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
+    bad = Configuration({"detector": cheapest_configuration(tiny_pipeline)["detector"]})
+    with pytest.raises(ConfigError, match="do not match pipeline"):
+        backend.apply(bad)
+    backend.stop()
+
+
+def test_cluster_options_reject_bad_values():
+    from ipa.errors import ConfigError
+    with pytest.raises(ConfigError, match="NodePort range"):
+        ClusterOptions(router_node_port=8080)
+    with pytest.raises(ConfigError, match="not a valid Kubernetes name"):
+        ClusterOptions(namespace="Bad_Name")
