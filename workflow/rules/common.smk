@@ -1,0 +1,237 @@
+# Helpers shared by the rules: config validation, the run-folder layout, the experiment matrix.
+# Nothing here imports `ipa`, so `snakemake -n` and `--lint` stay cheap and work before the
+# package's heavier parts exist.
+
+import itertools
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+SCHEMA = "../schemas/config.schema.yaml"
+
+
+def _config_key(path) -> str:
+    """`live.pipelines[0]` from jsonschema's path deque."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def describe_config_error(error) -> str:
+    """One line naming the config key, what is wrong, and what would be right."""
+    key = _config_key(error.absolute_path)
+    if error.validator == "enum":
+        return f"config key {key}: {error.instance!r} is not allowed; allowed values: {error.validator_value}"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return f"config key {key}: unknown key(s) {unknown}; allowed keys: {allowed}"
+    if error.validator == "type":
+        return f"config key {key}: {error.instance!r} has the wrong type; expected {error.validator_value}"
+    if error.validator == "required":
+        return f"config key {key}: {error.message}"
+    return f"config key {key}: {error.message}"
+
+
+def validate_config(cfg) -> None:
+    """Validate against the schema before any job exists; re-raise with a one-line cause."""
+    import jsonschema
+
+    try:
+        validate(cfg, SCHEMA)
+    except WorkflowError as e:
+        causes = [a for a in e.args if isinstance(a, jsonschema.ValidationError)]
+        if not causes:
+            raise
+        raise WorkflowError(f"invalid config: {describe_config_error(causes[0])}") from None
+    _check_consistency(cfg)
+
+
+def _check_consistency(cfg) -> None:
+    """Cross-key rules the schema cannot express: each requested figure has its inputs."""
+    figures = set(cfg["figures"])
+    needs = {
+        "preference_sweep": "preference_sweep",
+        "predictor_ablation": "predictor_ablation",
+        "decision_time": "solver_benchmark",
+        "latency_cdf": "latency_cdf",
+    }
+    for figure, key in needs.items():
+        if figure in figures and key not in cfg:
+            raise WorkflowError(f"invalid config: figure {figure!r} needs the config key {key!r}")
+    if "fidelity" in figures and not (cfg["live"]["pipelines"] and cfg["live"]["workloads"] and cfg["live"]["policies"]):
+        raise WorkflowError(
+            "invalid config: figure 'fidelity' compares live runs with the simulator; "
+            "config key live.pipelines/workloads/policies is empty (drop 'fidelity' from figures)"
+        )
+    if "latency_cdf" in figures and cfg["latency_cdf"]["workload"] not in cfg["workloads"]:
+        raise WorkflowError(
+            f"invalid config: latency_cdf.workload {cfg['latency_cdf']['workload']!r} is not in "
+            f"workloads {cfg['workloads']}"
+        )
+
+
+validate_config(config)
+
+# Live runs share one machine (or one cluster): they must never overlap. The workflow profile
+# declares `resources: cluster=1`; this keeps the guarantee when no profile is loaded.
+if "cluster" not in workflow.global_resources:
+    workflow.register_resource("cluster", 1)
+
+
+# --- the run-folder layout ---------------------------------------------------------------------
+# One folder per run; every parameter that changes the result is a path component, so two
+# experiments that need the same run share it (e.g. the ablation's lstm run is the main run).
+RUN_DIR = "results/runs/{backend}/{pipeline}/{workload}/{duration}s/{policy}/{predictor}/{weights}/seed{seed}"
+DEFAULT_WEIGHTS = "default"  # the catalogue's alpha/beta for the pipeline
+
+
+wildcard_constraints:
+    backend="sim|local|kubernetes",
+    duration=r"\d+",
+    seed=r"\d+",
+    pipeline="[a-z][a-z0-9-]*",
+    workload="[a-z][a-z0-9-]*",
+    policy="[a-z][a-z0-9-]*",
+    predictor="[a-z][a-z0-9-]*",
+    weights="[a-z][a-z0-9-]*",
+
+
+def run_summary(**keys) -> str:
+    return f"{RUN_DIR.format(**keys)}/summary.json"
+
+
+def _runs(backends, pipelines, workloads, durations, policies, predictors, weights):
+    return [
+        run_summary(backend=b, pipeline=p, workload=w, duration=d, policy=x, predictor=r, weights=g, seed=s)
+        for b, p, w, d, x, r, g, s in itertools.product(
+            backends, pipelines, workloads, durations, policies, predictors, weights, config["seeds"]
+        )
+    ]
+
+
+def main_runs():
+    """The full matrix on the simulator."""
+    return _runs(["sim"], config["pipelines"], config["workloads"], [config["sim"]["duration_s"]],
+                 config["policies"], [config["predictor"]], [DEFAULT_WEIGHTS])
+
+
+def live_runs(backend=None):
+    """The live subset, on the live backend or (with backend='sim') its simulated twin."""
+    live = config["live"]
+    return _runs([backend or live["backend"]], live["pipelines"], live["workloads"], [live["duration_s"]],
+                 live["policies"], [config["predictor"]], [DEFAULT_WEIGHTS])
+
+
+def preference_runs():
+    if "preference_sweep" not in config["figures"]:
+        return []
+    sweep = config["preference_sweep"]
+    return _runs(["sim"], sweep["pipelines"], [sweep["workload"]], [config["sim"]["duration_s"]],
+                 [sweep["policy"]], [config["predictor"]], sorted(sweep["preferences"]))
+
+
+def ablation_runs():
+    if "predictor_ablation" not in config["figures"]:
+        return []
+    abl = config["predictor_ablation"]
+    return _runs(["sim"], abl["pipelines"], [abl["workload"]], [config["sim"]["duration_s"]],
+                 [abl["policy"]], abl["predictors"], [DEFAULT_WEIGHTS])
+
+
+def all_runs():
+    runs = main_runs() + live_runs()
+    if "fidelity" in config["figures"]:
+        runs += live_runs("sim")
+    return sorted(set(runs + preference_runs() + ablation_runs()))
+
+
+def run_weights(wildcards):
+    """alpha/beta overrides of a run: none for the catalogue's weights, else its preference's."""
+    if wildcards.weights == DEFAULT_WEIGHTS:
+        return {}
+    prefs = config.get("preference_sweep", {}).get("preferences", {})
+    if wildcards.weights not in prefs:
+        raise WorkflowError(f"run asks for weights {wildcards.weights!r}; preferences in config: {sorted(prefs)}")
+    pref = prefs[wildcards.weights]
+    return dict(pref.get(wildcards.pipeline, pref["default"]))
+
+
+# --- selections the figures draw from results/summary.csv ------------------------------------
+def first_seed() -> int:
+    return min(config["seeds"])
+
+
+def main_selection() -> dict:
+    return {"backend": "sim", "duration_s": config["sim"]["duration_s"], "predictor": config["predictor"],
+            "weights": DEFAULT_WEIGHTS}
+
+
+FIGURES = "results/figures"
+
+
+def figure_files(name: str) -> list[str]:
+    return [f"{FIGURES}/{name}.png", f"{FIGURES}/{name}.pdf"]
+
+
+def figure_outputs(name, caption, category, **labels):
+    """A figure's PNG (in the report, with its caption) and PDF."""
+    return dict(
+        png=report(f"{FIGURES}/{name}.png", caption=f"../report/{caption}.rst", category=category,
+                   labels=labels or None),
+        pdf=f"{FIGURES}/{name}.pdf",
+    )
+
+
+def all_figures() -> list[str]:
+    out = []
+    for name in config["figures"]:
+        if name == "timeseries":
+            for p in config["pipelines"]:
+                out += figure_files(f"timeseries/{p}")
+        else:
+            out += figure_files(name)
+    return out
+
+
+def all_targets() -> list[str]:
+    return ["results/summary.csv"] + all_figures()
+
+
+def matrix_where() -> dict:
+    """The main matrix's runs in results/summary.csv."""
+    return {**main_selection(), "pipeline": config["pipelines"], "workload": config["workloads"],
+            "policy": config["policies"], "seed": config["seeds"]}
+
+
+def timeseries_args(wildcards) -> dict:
+    return {"pipeline": wildcards.pipeline, "where": matrix_where()}
+
+
+def latency_cdf_args() -> dict:
+    return {"where": {**matrix_where(), "workload": config["latency_cdf"]["workload"]}}
+
+
+def preference_args() -> dict:
+    sweep = config["preference_sweep"]
+    where = {"backend": "sim", "duration_s": config["sim"]["duration_s"], "predictor": config["predictor"],
+             "pipeline": sweep["pipelines"], "workload": sweep["workload"], "policy": sweep["policy"],
+             "seed": config["seeds"]}
+    return {"where": where, "preferences": sorted(sweep["preferences"])}
+
+
+def ablation_args() -> dict:
+    abl = config["predictor_ablation"]
+    where = {"backend": "sim", "duration_s": config["sim"]["duration_s"], "weights": DEFAULT_WEIGHTS,
+             "pipeline": abl["pipelines"], "workload": abl["workload"], "policy": abl["policy"],
+             "seed": config["seeds"]}
+    return {"where": where, "predictors": abl["predictors"]}
+
+
+def fidelity_args() -> dict:
+    live = config["live"]
+    where = {"duration_s": live["duration_s"], "predictor": config["predictor"], "weights": DEFAULT_WEIGHTS,
+             "pipeline": live["pipelines"], "workload": live["workloads"], "policy": live["policies"],
+             "seed": config["seeds"]}
+    return {"where": where, "live_backend": live["backend"]}

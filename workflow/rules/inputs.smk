@@ -1,0 +1,40 @@
+# Inputs every run shares: the trace windows and the profile table the runs use.
+
+from ipa.pipelines.profiles import default_profile_path
+
+ENV = "../envs/ipa.yaml"
+
+
+rule workload_window:
+    """The per-second request rates of one trace window, as the runs and the figures see them."""
+    output:
+        "results/workloads/{workload}.csv",
+    log:
+        "logs/workloads/{workload}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/workload_window.py"
+
+
+rule profiles:
+    """The profile table of this experiment: the committed reference profiles, or (with
+    `reprofile: true`) a fresh `ipa profile` of every pipeline in the matrix on this machine."""
+    input:
+        reference=str(default_profile_path()),
+    output:
+        "results/profiles/profiles.csv",
+    params:
+        reprofile=config["reprofile"],
+        pipelines=sorted(
+            set(config["pipelines"])
+            | set(config["live"]["pipelines"])
+            | set(config.get("preference_sweep", {}).get("pipelines", []))
+            | set(config.get("predictor_ablation", {}).get("pipelines", []))
+        ),
+    log:
+        "logs/profiles.log",
+    conda:
+        ENV
+    script:
+        "../scripts/profiles.py"

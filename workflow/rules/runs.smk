@@ -1,0 +1,54 @@
+# One rule per run. `ipa run` writes the whole run folder and its summary.json last, atomically;
+# the rules declare summary.json as their output, so a folder without it (an interrupted run)
+# never looks complete and is run again.
+
+
+rule run_sim:
+    """One simulated run: discrete-event simulation of the pipeline under one policy."""
+    input:
+        profiles="results/profiles/profiles.csv",
+        workload="results/workloads/{workload}.csv",
+    output:
+        "results/runs/sim/{pipeline}/{workload}/{duration}s/{policy}/{predictor}/{weights}/seed{seed}/summary.json",
+    params:
+        backend="sim",
+        interval_s=config["interval_s"],
+        sla_factor=config["sla_factor"],
+        solver=config["solver"],
+        weights=run_weights,
+    log:
+        "logs/runs/sim/{pipeline}/{workload}/{duration}s/{policy}/{predictor}/{weights}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/runs/sim/{pipeline}/{workload}/{duration}s/{policy}/{predictor}/{weights}/seed{seed}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/run.py"
+
+
+rule run_live:
+    """One live run: real processes (local) or a cluster (kubernetes). Live runs never overlap:
+    each holds the one `cluster` resource."""
+    input:
+        profiles="results/profiles/profiles.csv",
+        workload="results/workloads/{workload}.csv",
+    output:
+        "results/runs/{backend}/{pipeline}/{workload}/{duration}s/{policy}/{predictor}/{weights}/seed{seed}/summary.json",
+    wildcard_constraints:
+        backend="local|kubernetes",
+    params:
+        backend="{backend}",
+        interval_s=config["interval_s"],
+        sla_factor=config["sla_factor"],
+        solver=config["solver"],
+        weights=run_weights,
+    resources:
+        cluster=1,
+    log:
+        "logs/runs/{backend}/{pipeline}/{workload}/{duration}s/{policy}/{predictor}/{weights}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/runs/{backend}/{pipeline}/{workload}/{duration}s/{policy}/{predictor}/{weights}/seed{seed}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/run.py"
