@@ -57,6 +57,12 @@ class RunOutput:
     requests: "object"  # pandas.DataFrame, one row per request (see docs/run-folder.md)
     applied: list[AppliedChange] = field(default_factory=list)
     extra_files: dict[str, str] = field(default_factory=dict)  # name -> path of logs etc.
+    # Step functions behind the per-second `cores` and `pas` columns, for backends that observe
+    # them exactly: (time_s, total cores provisioned from then on, loading replicas included) and
+    # (time_s, stage, variant serving that stage from then on). Left empty, ipa.runs derives
+    # both from `applied` (cores from requested_at_s, variants from completed_at_s).
+    provisioned_cores: list[tuple[float, int]] = field(default_factory=list)
+    serving_variants: list[tuple[float, str, str]] = field(default_factory=list)
 
 
 class Backend(Protocol):
