@@ -1,0 +1,164 @@
+"""One experiment end to end: names -> pipeline, workload, predictor, policy, backend -> the
+adapter loop -> the run folder. `ipa run` and the benchmark scripts call ``execute``."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from ipa.adapter import AdapterLoop, first_interval_peak
+from ipa.backends.registry import BACKENDS, make_backend
+from ipa.errors import ConfigError
+from ipa.runs.folder import check_out_dir, write_run_folder
+from ipa.runs.tables import build_tables
+
+DEFAULT_PREDICTOR = "lstm"  # all systems use the paper's LSTM (fact 31)
+VERSIONED = ("ipa-bench", "numpy", "pandas", "pulp", "highspy")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What defines a run (besides the pipeline's data): equal specs on equal data give equal
+    run folders."""
+
+    pipeline: str
+    policy: str
+    workload: str | None = None
+    trace: str | None = None
+    predictor: str = DEFAULT_PREDICTOR
+    backend: str = "sim"
+    seed: int = 0
+    interval_s: int = 10
+    duration_s: int | None = None
+    arrivals: str = "poisson"
+    solver: str = "cbc"
+
+
+def _check_names(spec: RunSpec) -> None:
+    """Every name, before anything heavy is loaded: a typo costs nothing."""
+    from ipa.policies import POLICIES
+    from ipa.predictors import PREDICTORS
+    from ipa.workloads import WORKLOADS
+
+    if spec.policy not in POLICIES:
+        raise ConfigError(f"unknown policy {spec.policy!r}; known: {', '.join(POLICIES)}")
+    if spec.predictor not in PREDICTORS:
+        raise ConfigError(f"unknown predictor {spec.predictor!r}; known: {', '.join(PREDICTORS)}")
+    if spec.backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {spec.backend!r}; known: {', '.join(BACKENDS)}")
+    if (spec.workload is None) == (spec.trace is None):
+        raise ConfigError("give exactly one of a workload name (--workload) or a trace file (--trace); "
+                          f"workloads: {', '.join(WORKLOADS)}")
+    if int(spec.interval_s) != spec.interval_s or spec.interval_s < 1:
+        raise ConfigError(f"--interval must be a whole number of seconds >= 1, got {spec.interval_s!r}")
+    if spec.duration_s is not None and (int(spec.duration_s) != spec.duration_s or spec.duration_s < 1):
+        raise ConfigError(f"--duration must be a whole number of seconds >= 1, got {spec.duration_s!r}")
+
+
+def _load_workload(spec: RunSpec):
+    from ipa.workloads import load_trace, load_workload
+
+    workload = load_workload(spec.workload) if spec.workload is not None else load_trace(spec.trace)
+    if spec.duration_s is not None and spec.duration_s != workload.duration_s:
+        if spec.duration_s > workload.duration_s:
+            raise ConfigError(f"--duration {spec.duration_s} s is longer than the workload "
+                              f"({workload.duration_s} s)")
+        workload = workload.window(0, spec.duration_s)
+    return workload
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_params(spec: RunSpec, pipeline, workload) -> dict[str, Any]:
+    """The parameters summary.json records; two runs are "the same run" when these are equal."""
+    p = pipeline.params
+    params = asdict(spec)
+    params.update({
+        "workload": spec.workload if spec.workload is not None else f"trace:{Path(spec.trace).name}",
+        "trace_sha256": _sha256_file(spec.trace) if spec.trace is not None else None,
+        "duration_s": workload.duration_s,
+        "sla_s": pipeline.sla_s, "drop_limit_s": pipeline.drop_limit_s,
+        "alpha": p["alpha"], "beta": p["beta"], "gamma": p["gamma"],
+        "batching_cap": pipeline.batching_cap, "scaling_cap": pipeline.scaling_cap,
+        "predictor_margin": p.get("predictor_margin", 0.0), "accuracy_method": p["accuracy_method"],
+        # the profiles and parameters the run used, so runs on different data never look equal
+        "pipeline_sha256": hashlib.sha256(json.dumps(pipeline.describe(), sort_keys=True, default=str)
+                                          .encode()).hexdigest(),
+    })
+    return params
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _git(*args: str) -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def execute(spec: RunSpec, out_dir: str | Path, *, force: bool = False, requests: bool = False,
+            pipeline=None, progress: Callable | None = None, argv: list[str] | None = None) -> dict[str, Any]:
+    """Run one experiment and write its folder; returns the summary. ``pipeline`` replaces the
+    catalogue's pipeline of that name (tests, user catalogues). Nothing is written unless the
+    run finishes; an output folder holding another run is refused before anything runs."""
+    from ipa.pipelines import load_pipeline
+    from ipa.policies import make_policy
+    from ipa.predictors import make_predictor
+
+    _check_names(spec)
+    if pipeline is None:
+        pipeline = load_pipeline(spec.pipeline)
+    elif pipeline.name != spec.pipeline:
+        raise ConfigError(f"the given pipeline is {pipeline.name!r}, the spec names {spec.pipeline!r}")
+    workload = _load_workload(spec)
+    params = run_params(spec, pipeline, workload)
+    check_out_dir(Path(out_dir), params, force)
+
+    predictor = make_predictor(spec.predictor)
+    policy = make_policy(spec.policy, pipeline, solver=spec.solver,
+                         mean_rate_rps=max(float(workload.rates.mean()), 1e-3))
+    backend = make_backend(spec.backend, seed=spec.seed)
+    send_times = workload.send_times(spec.seed, spec.arrivals)
+    started_wall, started = datetime.now(timezone.utc), time.perf_counter()
+    loop = AdapterLoop(backend, pipeline, policy, predictor, interval_s=spec.interval_s, progress=progress)
+    output = loop.run(send_times, workload.duration_s, first_interval_peak(send_times, spec.interval_s))
+    wall_s = time.perf_counter() - started
+    tables = build_tables(pipeline, output, loop.records, workload.duration_s, params, with_requests=requests)
+    tables["summary"]["versions"] = _versions()
+    tables["summary"]["git_revision"] = _git("rev-parse", "HEAD")
+    meta = {
+        "started_at": started_wall.isoformat(), "ended_at": datetime.now(timezone.utc).isoformat(),
+        "wall_s": wall_s, "command": argv if argv is not None else sys.argv,
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "workload_provenance": workload.provenance,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count(), "hostname": platform.node()},
+    }
+    write_run_folder(Path(out_dir), tables, meta)
+    return tables["summary"]

@@ -1,0 +1,95 @@
+"""The run folder on disk: every file written atomically (tmp + rename), ``summary.json`` last
+and only on success, so a folder is a complete run exactly when it has ``summary.json`` with
+``complete: true``. An existing folder is never silently overwritten."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ipa.errors import ConfigError
+from ipa.runs.tables import DECISION_COLUMNS, DECISION_TIME_COLUMNS, REQUEST_COLUMNS, TIMESERIES_COLUMNS
+
+SUMMARY = "summary.json"
+METADATA = "metadata.json"
+RUN_FILES = ("timeseries.csv", "decisions.csv", "decision_times.csv", "requests.csv", METADATA, SUMMARY)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def read_summary(out_dir: Path) -> dict | None:
+    path = Path(out_dir) / SUMMARY
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} exists but cannot be read ({e}); move the folder away or choose another --out") from None
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)]
+
+
+def check_out_dir(out_dir: Path, params: Mapping[str, Any], force: bool) -> str:
+    """Refuse an output folder that must not be written; returns what writing will do
+    (``new``, ``replace-incomplete`` or ``replace-same``). Called before the run starts, so a
+    refusal costs nothing."""
+    out_dir = Path(out_dir)
+    if not out_dir.exists():
+        return "new"
+    if not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} exists and is not a folder")
+    summary = read_summary(out_dir)
+    if summary is not None:
+        diffs = _differences(summary.get("params") or {}, json.loads(json.dumps(params)))
+        if diffs:
+            raise ConfigError(f"{out_dir} already holds a different run ({'; '.join(diffs)}); choose another "
+                              f"--out or delete that folder yourself (--force only replaces a run with the same parameters)")
+        if not force:
+            raise ConfigError(f"{out_dir} already holds this run (same parameters); pass --force to run it again and replace it")
+        return "replace-same"
+    foreign = sorted(p.name for p in out_dir.iterdir()
+                     if p.name not in RUN_FILES and not (p.name.startswith(".") and ".tmp-" in p.name))
+    if foreign:
+        raise ConfigError(f"--out {out_dir} is not empty and is not a run folder (it holds {foreign[:5]}); "
+                          f"choose an empty or new folder")
+    return "new" if not any(out_dir.iterdir()) else "replace-incomplete"
+
+
+def write_run_folder(out_dir: Path, tables: Mapping[str, Any], metadata: Mapping[str, Any]) -> Path:
+    """Write the run folder; ``summary.json`` (with ``complete: true``) is written last."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # An older run's summary goes first, so the folder never looks complete while it is rewritten.
+    (out_dir / SUMMARY).unlink(missing_ok=True)
+    _atomic_write(out_dir / "timeseries.csv", _csv_text(TIMESERIES_COLUMNS, tables["timeseries"]))
+    _atomic_write(out_dir / "decisions.csv", _csv_text(DECISION_COLUMNS, tables["decisions"]))
+    _atomic_write(out_dir / "decision_times.csv", _csv_text(DECISION_TIME_COLUMNS, tables["decision_times"]))
+    if tables.get("requests") is not None:
+        _atomic_write(out_dir / "requests.csv", _csv_text(REQUEST_COLUMNS, tables["requests"]))
+    else:
+        (out_dir / "requests.csv").unlink(missing_ok=True)  # an older run's, not this one's
+    _atomic_write(out_dir / METADATA, json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    summary = dict(tables["summary"], complete=True)
+    _atomic_write(out_dir / SUMMARY, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return out_dir
