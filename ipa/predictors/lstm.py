@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ipa.errors import ConfigError
-from ipa.predictors.base import PeakPredictor
+from ipa.predictors.base import PEAK_BLOCK_S, PeakPredictor, ten_second_peaks
 from ipa.predictors.simple import MaxWindow
 
 FORMAT = "ipa-lstm-v1"
@@ -92,7 +92,13 @@ class Lstm(PeakPredictor):
         self.inputs = int(self.meta["inputs"])
         self.scale = float(self.meta["scale"])
         self.activation = self.meta.get("activation", "relu")
-        self.backup = MaxWindow(window_s=10 * self.inputs)
+        self.backup = MaxWindow(window_s=PEAK_BLOCK_S * self.inputs)
+
+    def predict(self, arrivals_per_s: Sequence[float]) -> float:
+        # 12 full 10-s blocks, not 11 and a fraction: the model never saw partial peaks
+        if len(arrivals_per_s) < PEAK_BLOCK_S * self.inputs:
+            return self.backup.predict(arrivals_per_s)
+        return self.predict_peaks(ten_second_peaks(arrivals_per_s[-PEAK_BLOCK_S * self.inputs:]))
 
     def predict_peaks(self, peaks: Sequence[float]) -> float:
         if len(peaks) < self.inputs:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ipa.errors import ConfigError
 from ipa.predictors import lstm as lstm_np
-from ipa.predictors.evaluate import TRAIN_END_S, evaluate, training_samples, unseen_samples
+from ipa.predictors.evaluate import TRAIN_END_S, Samples, evaluate, training_samples, unseen_samples
 
 TORCH_MISSING = "the lstm predictor needs torch: pip install 'ipa-bench[torch]'"
 
@@ -75,12 +75,12 @@ def torch_model(units: int = lstm_np.UNITS, activation: str = "relu"):
 
 
 def train(epochs: int = 30, batch: int = 64, seed: int = 0, lr: float = 1e-3, l1: float = 1e-5,
-          log=print) -> tuple[dict, dict]:
-    """(weights, metadata) of a freshly trained model."""
+          samples: Samples | None = None, log=print) -> tuple[dict, dict]:
+    """(weights, metadata) of a freshly trained model; ``samples`` default to days 0-14."""
     torch = import_torch()
     torch.manual_seed(seed)
     torch.set_num_threads(1)  # 25 units: threads cost more than they bring
-    data = training_samples()
+    data = training_samples() if samples is None else samples
     scale = float(data.x.max())
     x = torch.tensor(data.x / scale, dtype=torch.float32)
     y = torch.tensor(data.y / scale, dtype=torch.float32)
@@ -104,8 +104,9 @@ def train(epochs: int = 30, batch: int = 64, seed: int = 0, lr: float = 1e-3, l1
             "activation": "relu", "scale": scale,
             "training": {"epochs": epochs, "batch": batch, "seed": seed, "optimizer": f"Adam lr={lr}",
                          "loss": "MSE", "l1_kernel": l1, "samples": int(len(x)),
-                         "trace_seconds": [0, TRAIN_END_S - 1],
-                         "data": "ipa/workloads/data/trace-peaks-10s.csv.xz (10-s maxima, counts // 8)",
+                         "trace_seconds": [0, TRAIN_END_S - 1] if samples is None else None,
+                         "data": ("ipa/workloads/data/trace-peaks-10s.csv.xz (10-s maxima, counts // 8)"
+                                  if samples is None else "samples given by the caller"),
                          "seconds": round(time.perf_counter() - t0, 1),
                          "torch": torch.__version__}}
     return weights, meta
