@@ -205,3 +205,18 @@ def test_missing_and_unreadable_trace_files(tmp_path):
     p.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ConfigError, match=str(p)):
         load_trace(p)
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+def test_cli_lists_and_shows_workloads(capsys, tmp_path):
+    from ipa.cli import main
+
+    assert main(["workloads", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "bursty" in out and "14,437" in out and "constant-R" in out
+    assert main(["workloads", "show", "step-1-3", "--duration", "4", "--csv"]) == 0
+    assert capsys.readouterr().out == "second,rps\n0,1\n1,1\n2,3\n3,3\n"
+    bad = write(tmp_path, "second,rps\n0,1\n0,1\n")
+    assert main(["workloads", "show", "--trace", str(bad)]) == 2
+    assert "duplicate second" in capsys.readouterr().err
