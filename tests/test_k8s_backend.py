@@ -205,7 +205,7 @@ def make_backend(emulator, **settings) -> tuple[KubernetesBackend, dict]:
         KubernetesSettings(**{**defaults, **settings}), api=emulator.api(),
         load_factory=lambda url, times, run_dir: seen.setdefault("load", FakeLoad(url, times, run_dir)),
         monitor_factory=lambda url, clock: seen.setdefault("monitor_url", url),
-        router_admin=lambda url, cfg: seen["router"].append((url, cfg)), run_id="t1")
+        router_admin=lambda url, pipeline, cfg: seen["router"].append((url, cfg)), run_id="t1")
     return backend, seen
 
 

@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
@@ -73,13 +73,17 @@ class LoadReplay(Protocol):
         """Wait for the replay to end and every request to be accounted; the per-request table."""
 
 
-LoadFactory = Callable[[str, Sequence[float], "Path | None"], LoadReplay]
+LoadFactory = Callable[[str, Sequence[float], "Path | None"], LoadReplay]  # (router URL, send times, run dir)
 MonitorFactory = Callable[[str, "WallClock"], Monitor]
 
 
-def post_router_configuration(router_url: str, configuration: Configuration, timeout_s: float = 5.0) -> None:
-    """Tell the router the configuration (it applies the batch sizes; the rest is informative)."""
-    body = json.dumps({"configuration": configuration.to_dict()}).encode()
+def post_router_configuration(router_url: str, pipeline: Pipeline, configuration: Configuration,
+                              timeout_s: float = 5.0) -> None:
+    """The router's admin endpoint (ipa.serving.router): it applies the batch sizes at its next
+    dispatch. Each pod is one replica, so the stage processes are told ``replicas: 1``."""
+    from ipa.serving.stack import batch_timeouts  # noqa: PLC0415
+    per_pod = {name: {**asdict(cfg), "replicas": 1} for name, cfg in configuration.stages.items()}
+    body = json.dumps({"stages": per_pod, "batch_timeout_s": batch_timeouts(pipeline, configuration)}).encode()
     request = urllib.request.Request(router_url.rstrip("/") + "/admin/configuration", data=body,
                                      method="POST", headers={"Content-Type": "application/json"})
     try:
@@ -90,13 +94,15 @@ def post_router_configuration(router_url: str, configuration: Configuration, tim
 
 
 class WallClock:
-    """Seconds since the load started (``reset`` when it does)."""
+    """Seconds since the load started (``reset`` when it does); ``t0_wall`` is that instant in
+    epoch seconds, the time base of the load generator and of the Prometheus monitor."""
 
     def __init__(self) -> None:
-        self._t0 = time.monotonic()
+        self.reset()
 
     def reset(self) -> None:
         self._t0 = time.monotonic()
+        self.t0_wall = time.time()
 
     def now(self) -> float:
         return time.monotonic() - self._t0
@@ -105,6 +111,31 @@ class WallClock:
         delay = t - self.now()
         if delay > 0:
             time.sleep(delay)
+
+
+class LocustLoad:
+    """The local backend's open-loop Locust replay (ipa.loadgen), aimed at the router's NodePort:
+    the load comes from outside the cluster, as a user's would."""
+
+    def __init__(self, router_url: str, pipeline: Pipeline, send_times_s: Sequence[float], folder: Path,
+                 clock: WallClock):
+        from ipa.loadgen import LoadGenerator  # noqa: PLC0415 (live extra)
+        from ipa.serving.processes import ProcessGroup  # noqa: PLC0415
+        self.pipeline, self.clock = pipeline, clock
+        self.group = ProcessGroup()
+        self.gen = LoadGenerator(self.group, folder, router_url, f"/v2/models/{pipeline.name}/infer",
+                                 send_times_s, drain_s=pipeline.drop_limit_s + 5.0)
+        self.gen.launch()
+
+    def start(self) -> None:
+        self.gen.start(self.clock.t0_wall)
+
+    def finish(self):
+        from ipa.loadgen import classify  # noqa: PLC0415
+        try:
+            return classify(self.gen.wait(), self.pipeline.sla_s)
+        finally:
+            self.group.stop()
 
 
 def wait_http_ok(url: str, timeout_s: float, what: str, poll_s: float = 0.5) -> None:
@@ -142,6 +173,7 @@ class KubernetesSettings:
     endpoint_timeout_s: float = 60.0
     delete_timeout_s: float = 120.0
     poll_s: float = 0.5
+    seed: int = 0
     kubeconfig: str | None = None
     context: str | None = None
     run_dir: Path | None = None
@@ -151,7 +183,7 @@ class KubernetesSettings:
 class KubernetesBackend:
     def __init__(self, settings: KubernetesSettings | None = None, api: KubernetesApi | None = None,
                  load_factory: LoadFactory | None = None, monitor_factory: MonitorFactory | None = None,
-                 router_admin: Callable[[str, Configuration], None] = post_router_configuration,
+                 router_admin: Callable[[str, Pipeline, Configuration], None] = post_router_configuration,
                  run_id: str | None = None):
         self.settings = settings or KubernetesSettings()
         self._api = api
@@ -198,7 +230,7 @@ class KubernetesBackend:
     def _cluster_options(self, pipeline: Pipeline) -> ClusterOptions:
         s = self.settings
         name = f"{s.namespace_prefix}-{pipeline.name}-{self.run_id}".lower().replace("_", "-")[:63].rstrip("-")
-        return ClusterOptions(namespace=name, image=s.image, mode=s.mode, run_id=self.run_id,
+        return ClusterOptions(namespace=name, image=s.image, mode=s.mode, run_id=self.run_id, seed=s.seed,
                               router_node_port=s.router_node_port, prometheus_node_port=s.prometheus_node_port)
 
     # --- start ------------------------------------------------------------------------------
@@ -227,11 +259,11 @@ class KubernetesBackend:
     def start(self, pipeline: Pipeline, initial: Configuration, send_times_s: Sequence[float]) -> None:
         self.deploy(pipeline, initial)
         try:
+            self._load = self._make_load(send_times_s)  # launched and waiting for its t0
+            self.clock.reset()
             self.monitor = self._make_monitor()
-            self._load = self._make_load(send_times_s)
             self._watcher = threading.Thread(target=self._watch, name="k8s-rollouts", daemon=True)
             self._watcher.start()
-            self.clock.reset()
             self._load.start()
         except BaseException as e:
             self._cleanup_after(e)
@@ -240,14 +272,17 @@ class KubernetesBackend:
     def _make_monitor(self) -> Monitor:
         if self._monitor_factory is not None:
             return self._monitor_factory(self.prometheus_url, self.clock)
-        from ipa.monitoring import PromQLMonitor  # noqa: PLC0415 (live extra)
-        return PromQLMonitor(self.prometheus_url, self.clock)
+        from ipa.monitoring.monitor import PrometheusMonitor  # noqa: PLC0415 (live extra)
+        return PrometheusMonitor(self.prometheus_url, self.clock.t0_wall)
 
     def _make_load(self, send_times_s: Sequence[float]) -> LoadReplay:
         if self._load_factory is not None:
             return self._load_factory(self.router_url, send_times_s, self.settings.run_dir)
-        from ipa.loadgen import LocustReplay  # noqa: PLC0415 (live extra)
-        return LocustReplay(self.router_url, send_times_s, self.settings.run_dir)
+        if self.settings.run_dir is None:
+            import tempfile  # noqa: PLC0415
+            self.settings.run_dir = Path(tempfile.mkdtemp(prefix=f"ipa-k8s-{self.run_id}-"))
+        return LocustLoad(self.router_url, self.pipeline, send_times_s, Path(self.settings.run_dir) / "loadgen",
+                          self.clock)
 
     # --- apply ------------------------------------------------------------------------------
     def apply(self, configuration: Configuration) -> AppliedChange:
@@ -269,7 +304,7 @@ class KubernetesBackend:
                 self.api.scale(self.namespace, name, cfg.replicas)
                 touched.append(name)
         if any(c.kind == "batch" for c in changes):
-            self._router_admin(self.router_url, configuration)
+            self._router_admin(self.router_url, self.pipeline, configuration)
         self.current = configuration
         note = "; ".join(f"{c.stage}: {c.detail}" for c in changes) or "no change"
         with self._lock:
@@ -401,3 +436,38 @@ class KubernetesBackend:
             raise ClusterError(f"could not delete namespace {self.namespace}: {e}. Delete it by hand: "
                                f"kubectl delete namespace {self.namespace}") from None
         self._namespace_created = False
+
+
+# `ipa run --backend kubernetes` passes only what every backend takes (the seed); the rest comes
+# from the environment, so the experiment matrix stays backend-neutral.
+ENV_SETTINGS = {
+    "IPA_K8S_IMAGE": ("image", str), "IPA_K8S_MODE": ("mode", str), "IPA_K8S_NODE_HOST": ("node_host", str),
+    "IPA_K8S_ROUTER_URL": ("router_url", str), "IPA_K8S_PROMETHEUS_URL": ("prometheus_url", str),
+    "IPA_K8S_ROLLOUT_TIMEOUT_S": ("rollout_timeout_s", float), "IPA_K8S_CONTEXT": ("context", str),
+    "IPA_K8S_ROUTER_NODE_PORT": ("router_node_port", int),
+    "IPA_K8S_PROMETHEUS_NODE_PORT": ("prometheus_node_port", int),
+}
+
+
+def settings_from_env(environ=None) -> dict:
+    import os  # noqa: PLC0415
+    environ = os.environ if environ is None else environ
+    out = {}
+    for var, (key, kind) in ENV_SETTINGS.items():
+        if environ.get(var):
+            try:
+                out[key] = kind(environ[var])
+            except ValueError:
+                raise ConfigError(f"{var}={environ[var]!r} is not a valid {kind.__name__}") from None
+    return out
+
+
+def make_backend(seed: int = 0, **options) -> KubernetesBackend:
+    known = {f for f in KubernetesSettings.__dataclass_fields__ if f not in ("seed", "extra")}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"kubernetes backend: unknown option(s) {unknown}; known: seed, {', '.join(sorted(known))}")
+    settings = KubernetesSettings(**{**settings_from_env(), **options}, seed=seed)
+    if settings.mode not in ("emulated", "real"):
+        raise ConfigError(f"kubernetes backend: mode must be 'emulated' or 'real', not {settings.mode!r}")
+    return KubernetesBackend(settings)

@@ -10,6 +10,7 @@ router, Prometheus and its namespace-scoped RBAC), so deleting the namespace rem
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -54,6 +55,7 @@ class ClusterOptions:
     prometheus_node_port: int = 30990
     prometheus_image: str = "docker.io/prom/prometheus:v3.5.0"
     run_id: str = ""
+    seed: int = 0  # emulated servers' latency draws
 
     def __post_init__(self):
         dns_name(self.namespace, "namespace")
@@ -172,14 +174,29 @@ def stage_env(pipeline: str, stage: str, config: StageConfig, mode: str) -> list
     ]
 
 
+SPEC_CONFIGMAP = "ipa-spec"
+SPEC_DIR = "/etc/ipa"
+
+
+def stage_spec_file(stage: str) -> str:
+    return f"stage-{stage}.json"
+
+
 def server_command() -> list[str]:
-    return ["python", "-m", "ipa.serving.server"]
+    return ["python", "-m", "ipa.serving.stage"]
 
 
-def server_args() -> list[str]:
-    return ["--pipeline", "$(IPA_PIPELINE)", "--stage", "$(IPA_STAGE)", "--variant", "$(IPA_VARIANT)",
-            "--mode", "$(IPA_MODE)", "--cores", "$(IPA_CORES)",
+def server_args(stage: str) -> list[str]:
+    # Each pod is one replica of the stage: the Deployment's replica count is the stage's.
+    # $(VAR) is expanded by the kubelet from the container's env, so a switch patches env only.
+    config = '{"variant":"$(IPA_VARIANT)","batch":$(IPA_BATCH),"replicas":1,"cores":$(IPA_CORES)}'
+    return ["--spec", f"{SPEC_DIR}/{stage_spec_file(stage)}", "--config", config,
             "--host", "0.0.0.0", "--port", str(SERVER_PORT)]
+
+
+def _spec_volume() -> tuple[dict, dict]:
+    return ({"name": "spec", "configMap": {"name": SPEC_CONFIGMAP}},
+            {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True})
 
 
 def stage_deployment(pipeline: str, stage: str, config: StageConfig, options: ClusterOptions,
@@ -192,7 +209,8 @@ def stage_deployment(pipeline: str, stage: str, config: StageConfig, options: Cl
         "image": options.image,
         "imagePullPolicy": options.image_pull_policy,
         "command": server_command(),
-        "args": server_args(),
+        "args": server_args(stage),
+        "volumeMounts": [_spec_volume()[1]],
         "env": stage_env(pipeline, stage, config, options.mode),
         "ports": [{"name": PORT_NAME, "containerPort": SERVER_PORT, "protocol": "TCP"}],
         "resources": _resources(config.cores, memory or options.server_memory),
@@ -210,8 +228,8 @@ def stage_deployment(pipeline: str, stage: str, config: StageConfig, options: Cl
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0}},
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": {VARIANT_ANNOTATION: config.variant}},
-                "spec": {"containers": [container], "terminationGracePeriodSeconds": 30,
-                         "automountServiceAccountToken": False},
+                "spec": {"containers": [container], "volumes": [_spec_volume()[0]],
+                         "terminationGracePeriodSeconds": 30, "automountServiceAccountToken": False},
             },
         },
     }
@@ -258,12 +276,16 @@ def stage_patch(pipeline: str, stage: str, config: StageConfig, options: Cluster
 
 # --- the router -------------------------------------------------------------------------------
 
-def router_args(pipeline: str, configuration: Configuration, options: ClusterOptions) -> list[str]:
-    args = ["--pipeline", pipeline, "--host", "0.0.0.0", "--port", str(ROUTER_PORT)]
-    for stage, cfg in configuration.stages.items():
-        args += ["--stage", f"{stage}=http://{stage_host(stage, options.namespace)}:{SERVER_PORT}"]
-        args += ["--batch", f"{stage}={cfg.batch}"]
-    return args
+def router_args(configuration: Configuration) -> list[str]:
+    return ["--spec", f"{SPEC_DIR}/router.json", "--port", str(ROUTER_PORT),
+            "--config", json.dumps(configuration.to_dict(), separators=(",", ":"))]
+
+
+def spec_configmap(pipeline: str, files: Mapping[str, str], options: ClusterOptions) -> dict:
+    """The serving specs (ipa.serving.spec) the router and stage servers read, one key per file."""
+    labels = common_labels(SERVER_APP, SPEC_CONFIGMAP, "spec", pipeline, options)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(SPEC_CONFIGMAP, options, labels),
+            "data": dict(files)}
 
 
 def router_deployment(pipeline: str, configuration: Configuration, options: ClusterOptions) -> dict:
@@ -273,7 +295,8 @@ def router_deployment(pipeline: str, configuration: Configuration, options: Clus
         "image": options.image,
         "imagePullPolicy": options.image_pull_policy,
         "command": ["python", "-m", "ipa.serving.router"],
-        "args": router_args(pipeline, configuration, options),
+        "args": router_args(configuration),
+        "volumeMounts": [_spec_volume()[1]],
         "env": [{"name": "IPA_PIPELINE", "value": pipeline}, {"name": "IPA_MODE", "value": options.mode}],
         "ports": [{"name": PORT_NAME, "containerPort": ROUTER_PORT, "protocol": "TCP"}],
         "resources": _resources(options.router_cores, options.router_memory),
@@ -289,7 +312,8 @@ def router_deployment(pipeline: str, configuration: Configuration, options: Clus
             "selector": {"matchLabels": selector(labels)},
             "strategy": {"type": "Recreate"},
             "template": {"metadata": {"labels": dict(labels)},
-                         "spec": {"containers": [container], "automountServiceAccountToken": False}},
+                         "spec": {"containers": [container], "volumes": [_spec_volume()[0]],
+                                  "automountServiceAccountToken": False}},
         },
     }
 

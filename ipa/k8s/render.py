@@ -1,15 +1,17 @@
 """All the objects of one run, in the order they are created, and their YAML form."""
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 
 from ipa.configuration import Configuration, StageConfig
 from ipa.errors import ConfigError
-from ipa.k8s.manifests import (ClusterOptions, namespace, router_deployment, router_service,
-                               stage_deployment, stage_service)
+from ipa.k8s.manifests import (SERVER_PORT, ClusterOptions, namespace, router_deployment, router_service,
+                               spec_configmap, stage_deployment, stage_service, stage_spec_file)
 from ipa.k8s.prometheus import prometheus_objects
 from ipa.pipelines.pipeline import Pipeline
 
@@ -50,12 +52,30 @@ def cheapest_configuration(pipeline: Pipeline) -> Configuration:
     return Configuration(stages)
 
 
+def spec_files(pipeline: Pipeline, configuration: Configuration, mode: str, seed: int = 0) -> dict[str, str]:
+    """The JSON specs the serving processes read (the same the local backend writes to disk).
+
+    The router binds ``host`` and, today, also reaches every stage at ``host``: see
+    cluster/README.md ("Known gap") for what it needs to reach stage Services instead."""
+    from ipa.serving.spec import RouterSpec, stage_specs  # noqa: PLC0415
+    from ipa.serving.stack import batch_timeouts  # noqa: PLC0415
+    files = {stage_spec_file(name): json.dumps(asdict(spec), indent=1)
+             for name, spec in stage_specs(pipeline, mode, seed=seed).items()}
+    router = RouterSpec(pipeline.name, pipeline.sla_s, pipeline.drop_limit_s, list(pipeline.stage_names),
+                        {s: SERVER_PORT for s in pipeline.stage_names}, dict(pipeline.stage_sla_s),
+                        batch_timeouts(pipeline, configuration), "0.0.0.0")
+    files["router.json"] = json.dumps(asdict(router), indent=1)
+    return files
+
+
 def run_objects(pipeline: Pipeline, configuration: Configuration, options: ClusterOptions,
                 with_namespace: bool = True) -> list[dict]:
-    """Namespace, Prometheus (RBAC first), stage Services and Deployments, router, in creation order."""
+    """Namespace, Prometheus (RBAC first), the serving specs, stage Services and Deployments,
+    router, in creation order."""
     check_configuration(pipeline, configuration)
     objects = [namespace(options, pipeline.name)] if with_namespace else []
     objects += prometheus_objects(pipeline.name, options)
+    objects.append(spec_configmap(pipeline.name, spec_files(pipeline, configuration, options.mode, options.seed), options))
     for stage, cfg in configuration.stages.items():
         objects.append(stage_service(pipeline.name, stage, options))
         memory = stage_memory(pipeline, stage, cfg.variant, options.mode, options)
