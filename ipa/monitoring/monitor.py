@@ -115,3 +115,46 @@ class PrometheusMonitor:
             self._note(f"Prometheus data back after {now - self.unavailable_since:.1f}s")
             self.unavailable_since = None
         return MonitorReading(until_s=last - self.t0_wall, arrivals_per_s=total)
+
+
+# PromQL behind the run folder's Prometheus-derived series (prometheus_series.csv)
+SERIES_QUERIES = {
+    "arrivals_total": "sum(ipa_router_requests_total)",
+    "responses_total": "sum by (outcome) (ipa_router_responses_total)",
+    "latency_p99_s": "histogram_quantile(0.99, sum by (le) (rate(ipa_router_request_duration_seconds_bucket[5s])))",
+    "queue_length": "sum by (stage) (ipa_router_queue_length)",
+    "ready_replicas": "sum by (stage) (ipa_router_stage_ready_replicas)",
+    "cores": "sum by (stage) (ipa_stage_cores)",
+    "stage_up": "sum by (stage) (ipa_router_stage_up)",
+    "drops_total": "sum by (stage) (ipa_router_drops_total)",
+}
+
+
+def export_series(url: str, t0_wall: float, t1_wall: float, path) -> int:
+    """Query each SERIES_QUERIES expression at 1-s steps over the run and write a long CSV
+    (second, series, labels, value); returns the rows written (0 when Prometheus is gone)."""
+    import csv
+    from datetime import datetime, timezone
+
+    from prometheus_api_client import PrometheusConnect
+    from urllib3.util.retry import Retry
+
+    prom = PrometheusConnect(url=url, disable_ssl=True, retry=Retry(total=0), timeout=10)
+    start = datetime.fromtimestamp(math.floor(t0_wall), tz=timezone.utc)
+    end = datetime.fromtimestamp(math.ceil(t1_wall), tz=timezone.utc)
+    rows = []
+    for name, query in SERIES_QUERIES.items():
+        try:
+            result = prom.custom_query_range(query, start_time=start, end_time=end, step="1s")
+        except Exception as e:  # noqa: BLE001 - a missing series must not lose the run
+            log.warning("series %s not exported: %s", name, e)
+            continue
+        for s in result:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.get("metric", {}).items()))
+            for t, v in s.get("values", []):
+                rows.append((round(float(t) - t0_wall, 3), name, labels, v))
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(("time_s", "series", "labels", "value"))
+        w.writerows(rows)
+    return len(rows)

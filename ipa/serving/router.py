@@ -3,7 +3,7 @@
 A request enters ``POST /v2/models/{pipeline}/infer`` (one row, shape [1, features]) and waits in
 stage 1's queue. A queue sends a batch when a replica of its stage is free and it holds the
 configured batch size, or its oldest request has waited ``batch_timeout_s`` (then a partial
-batch leaves). The batch goes to the stage process as one V2 infer call; the rows of the answer
+batch leaves; the orchestrator sets it per configuration, as the simulator does). The batch goes to the stage process as one V2 infer call; the rows of the answer
 move on to the next stage's queue, and after the last stage the client gets its answer.
 
 A request older than the drop limit when it reaches the head of a queue is answered with
@@ -59,13 +59,14 @@ class StageQueue:
         self.config: StageConfig | None = None  # what the stage should run (re-sent after a restart)
         self.pushed = False
         self.timer: asyncio.TimerHandle | None = None
+        self.reported: dict = {}  # the stage process's last /admin/status answer
 
 
 class Router:
     def __init__(self, spec: RouterSpec):
         self.spec = spec
         self.queues = [StageQueue(i, name, spec.stage_ports[name], spec.host,
-                                  spec.batch_timeout_s.get(name, spec.stage_sla_s[name] / 2))
+                                  spec.batch_timeout_s.get(name, 0.0))
                        for i, name in enumerate(spec.stages)]
         self.by_name = {q.name: q for q in self.queues}
         self._ids = itertools.count(1)
@@ -188,12 +189,13 @@ class Router:
             if doc is None:
                 if q.up:
                     log(f"stage {q.name} is not answering: its queue waits (drop limit still applies)")
-                q.up, q.capacity, q.pushed = False, 0, False
+                q.up, q.capacity, q.pushed, q.reported = False, 0, False, {}
             else:
                 if not q.up:
                     log(f"stage {q.name} is up: {doc['ready']} ready, {doc['loading']} loading")
                 q.up = True
                 q.capacity = int(doc["ready"])
+                q.reported = doc
                 if q.config is not None and doc["configuration"] != asdict(q.config) and not q.pushed:
                     # a restarted process came back with an older configuration: send the current one
                     await self._push(q)
@@ -217,7 +219,7 @@ class Router:
         q.pushed = True
         return True
 
-    async def apply(self, stages: dict[str, dict]) -> dict:
+    async def apply(self, stages: dict[str, dict], timeouts: dict[str, float] | None = None) -> dict:
         unknown = sorted(set(stages) - set(self.by_name))
         if unknown:
             raise v2.V2Error("bad-request", f"unknown stage(s) {unknown}; stages are {self.spec.stages}")
@@ -225,6 +227,8 @@ class Router:
             q = self.by_name[name]
             q.config = StageConfig(**d)
             q.batch = q.config.batch
+            if timeouts and name in timeouts:
+                q.timeout_s = float(timeouts[name])
             q.pushed = False
             self.m_batch_cfg.set(q.batch, stage=name)
         delivered = await asyncio.gather(*(self._push(self.by_name[n]) for n in stages))
@@ -235,7 +239,8 @@ class Router:
     def status(self) -> dict:
         return {"pipeline": self.spec.pipeline, "stages": [
             {"stage": q.name, "up": q.up, "ready": q.capacity, "batch": q.batch, "queue": len(q.items),
-             "inflight": q.inflight, "configuration": asdict(q.config) if q.config else None}
+             "inflight": q.inflight, "batch_timeout_s": q.timeout_s,
+             "configuration": asdict(q.config) if q.config else None, "process": q.reported}
             for q in self.queues]}
 
     # --- HTTP ---------------------------------------------------------------------------------
@@ -254,7 +259,7 @@ class Router:
         if path == "/admin/configuration" and req.method == "POST":
             try:
                 doc = json.loads(req.body)
-                return v2.ok(await self.apply(doc.get("stages", doc)))
+                return v2.ok(await self.apply(doc.get("stages", doc), doc.get("batch_timeout_s")))
             except v2.V2Error as e:
                 return e.response()
             except (ValueError, TypeError, AttributeError) as e:

@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import asdict
 from pathlib import Path
 
-from ipa.configuration import Configuration
+from ipa.configuration import Configuration, StageConfig
 from ipa.errors import IpaError
 from ipa.monitoring.prometheus import PrometheusServer
 from ipa.pipelines.pipeline import Pipeline
@@ -20,9 +20,18 @@ from ipa.serving.processes import ProcessGroup, check_port_free, free_port, pyth
 from ipa.serving.spec import RouterSpec, check_configuration, stage_specs, write_json
 
 
-def batch_timeout_s(pipeline: Pipeline, stage: str) -> float:
-    """How long a partial batch may wait for more requests: half the stage SLA."""
-    return pipeline.stage_sla_s[stage] / 2
+def batch_timeout_s(pipeline: Pipeline, stage: str, config: StageConfig) -> float:
+    """How long a partial batch may wait for more requests: the time a batch takes to fill at
+    the configuration's capacity, (b - 1) / (n * h(b)), the simulator's rule (ipa/sim/engine.py),
+    never longer than the (b - 1) / lambda the optimiser budgets."""
+    if config.batch <= 1:
+        return 0.0
+    throughput = pipeline.stage_profile(stage, config.variant).throughput(config.batch)
+    return (config.batch - 1) / (config.replicas * throughput)
+
+
+def batch_timeouts(pipeline: Pipeline, configuration: Configuration) -> dict[str, float]:
+    return {s: batch_timeout_s(pipeline, s, c) for s, c in configuration.stages.items()}
 
 
 def http_json(url: str, body: dict | None = None, timeout_s: float = 10.0) -> dict:
@@ -91,7 +100,7 @@ class LiveStack:
             write_json(RouterSpec(self.pipeline.name, self.pipeline.sla_s, self.pipeline.drop_limit_s,
                                   list(self.pipeline.stage_names), self.stage_ports,
                                   dict(self.pipeline.stage_sla_s),
-                                  {s: batch_timeout_s(self.pipeline, s) for s in self.pipeline.stage_names},
+                                  batch_timeouts(self.pipeline, initial),
                                   self.host), self.folder / "router.json")
             stages = {name: self.group.start(f"stage-{name}", self._stage_argv(name),
                                              self.folder / "logs" / f"stage-{name}.log", restart=True)
@@ -121,7 +130,9 @@ class LiveStack:
     def apply(self, configuration: Configuration) -> dict:
         check_configuration(self.pipeline, configuration)
         self.configuration = configuration  # a restarted stage process starts from this one
-        return http_json(f"{self.router_url}/admin/configuration", {"stages": configuration.to_dict()})
+        return http_json(f"{self.router_url}/admin/configuration",
+                         {"stages": configuration.to_dict(),
+                          "batch_timeout_s": batch_timeouts(self.pipeline, configuration)})
 
     def status(self) -> dict:
         return http_json(f"{self.router_url}/admin/status", timeout_s=5.0)
