@@ -151,6 +151,11 @@ def _probes(port_name: str) -> dict:
     }
 
 
+# The image's user (cluster/Dockerfile): numeric, so the kubelet can enforce runAsNonRoot.
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
 def _resources(cores: int, memory: str) -> dict:
     # requests = limits: Guaranteed QoS, so a replica gets exactly the cores it was profiled on.
     r = {"cpu": _cpu(cores), "memory": memory}
@@ -214,6 +219,7 @@ def stage_deployment(pipeline: str, stage: str, config: StageConfig, options: Cl
         "env": stage_env(pipeline, stage, config, options.mode),
         "ports": [{"name": PORT_NAME, "containerPort": SERVER_PORT, "protocol": "TCP"}],
         "resources": _resources(config.cores, memory or options.server_memory),
+        "securityContext": CONTAINER_SECURITY,
         **_probes(PORT_NAME),
     }
     return {
@@ -229,7 +235,8 @@ def stage_deployment(pipeline: str, stage: str, config: StageConfig, options: Cl
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": {VARIANT_ANNOTATION: config.variant}},
                 "spec": {"containers": [container], "volumes": [_spec_volume()[0]],
-                         "terminationGracePeriodSeconds": 30, "automountServiceAccountToken": False},
+                         "securityContext": POD_SECURITY, "terminationGracePeriodSeconds": 30,
+                         "automountServiceAccountToken": False},
             },
         },
     }
@@ -300,6 +307,7 @@ def router_deployment(pipeline: str, configuration: Configuration, options: Clus
         "env": [{"name": "IPA_PIPELINE", "value": pipeline}, {"name": "IPA_MODE", "value": options.mode}],
         "ports": [{"name": PORT_NAME, "containerPort": ROUTER_PORT, "protocol": "TCP"}],
         "resources": _resources(options.router_cores, options.router_memory),
+        "securityContext": CONTAINER_SECURITY,
         **_probes(PORT_NAME),
     }
     return {
@@ -313,7 +321,7 @@ def router_deployment(pipeline: str, configuration: Configuration, options: Clus
             "strategy": {"type": "Recreate"},
             "template": {"metadata": {"labels": dict(labels)},
                          "spec": {"containers": [container], "volumes": [_spec_volume()[0]],
-                                  "automountServiceAccountToken": False}},
+                                  "securityContext": POD_SECURITY, "automountServiceAccountToken": False}},
         },
     }
 
