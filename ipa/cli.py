@@ -1,0 +1,50 @@
+"""The `ipa` command: one composition root; each subcommand lives in its own module.
+
+Every user-facing error is an IpaError: printed on one line, exit code 2, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ipa.errors import IpaError
+
+# Each module defines add_parser(subparsers) and sets `func` on its parser.
+SUBCOMMAND_MODULES = (
+    "ipa.cli_pipelines",
+    "ipa.cli_profile",
+    "ipa.cli_predictor",
+    "ipa.cli_workloads",
+    "ipa.cli_solve",
+    "ipa.cli_run",
+    "ipa.cli_cluster",
+    "ipa.cli_serve",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ipa", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except IpaError as e:
+        print(f"ipa {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ipa {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
