@@ -1,0 +1,94 @@
+"""`ipa run`: one experiment (pipeline x workload x policy) on a backend, written as a run folder.
+
+    ipa run --pipeline video --workload bursty --policy ipa --backend sim --out results/runs/x
+
+The folder (docs/architecture.md) is complete when summary.json exists; it is written last,
+only when the run succeeded. An --out folder holding another run is refused; one holding this
+very run (same parameters) is replaced only with --force.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ipa.runs.experiment import DEFAULT_PREDICTOR, RunSpec, execute
+
+PROGRESS_EVERY_S = 2.0  # wall seconds between progress lines; short runs print none
+
+
+def add_parser(sub) -> None:
+    from ipa.backends.registry import BACKENDS
+    from ipa.policies import POLICIES
+    from ipa.predictors import PREDICTORS
+    from ipa.workloads import WORKLOADS
+
+    p = sub.add_parser("run", help="run one experiment and write its run folder",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("--pipeline", required=True, help="pipeline name (see `ipa pipelines`)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--workload", help=f"named workload: {', '.join(WORKLOADS)}, or synthetic "
+                                        "constant-R, step-A-B, ramp-A-B, sine-MEAN-AMP-PERIOD")
+    src.add_argument("--trace", metavar="FILE", help="a `second,rps` CSV of your own")
+    p.add_argument("--policy", required=True, help=f"one of {', '.join(POLICIES)}")
+    p.add_argument("--backend", default="sim", help=f"one of {', '.join(BACKENDS)} (default sim)")
+    p.add_argument("--predictor", default=DEFAULT_PREDICTOR,
+                   help=f"one of {', '.join(PREDICTORS)} (default {DEFAULT_PREDICTOR})")
+    p.add_argument("--seed", type=int, default=0, help="seeds the send times and the simulator (default 0)")
+    p.add_argument("--interval", type=int, default=10, metavar="S", help="adaptation interval, whole seconds (default 10)")
+    p.add_argument("--duration", type=int, default=None, metavar="S",
+                   help="run only the first S seconds of the workload (default: all of it)")
+    p.add_argument("--arrivals", choices=("poisson", "uniform"), default="poisson",
+                   help="send times within each second (default poisson)")
+    p.add_argument("--solver", choices=("cbc", "highs"), default="cbc", help="ILP solver (default cbc)")
+    p.add_argument("--requests", action="store_true", help="also write requests.csv (one row per request)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="the run folder to write")
+    p.add_argument("--force", action="store_true",
+                   help="replace a run with the same parameters already in --out (a different run is never replaced)")
+    p.add_argument("--profiles-file", type=Path, metavar="FILE", help="profiles.csv to use instead of the packaged one")
+    p.add_argument("--pipelines-file", type=Path, metavar="FILE", help="pipelines.yaml to use instead of the packaged one")
+    p.add_argument("--variants-file", type=Path, metavar="FILE", help="variants.csv to use instead of the packaged one")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=run)
+
+
+def _pipeline(args):
+    if not (args.profiles_file or args.pipelines_file or args.variants_file):
+        return None  # the packaged catalogue, loaded by execute
+    from ipa.errors import ConfigError
+    from ipa.pipelines import load_catalogue, load_pipeline
+
+    for option, path in (("--profiles-file", args.profiles_file), ("--pipelines-file", args.pipelines_file),
+                         ("--variants-file", args.variants_file)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{option} {path}: no such file")
+    catalogue = load_catalogue(args.pipelines_file, args.variants_file)
+    return load_pipeline(args.pipeline, catalogue=catalogue, profiles_path=args.profiles_file)
+
+
+def _progress_printer(quiet: bool):
+    last = [time.monotonic()]
+
+    def progress(t: float, duration: float, records) -> None:
+        now = time.monotonic()
+        if quiet or now - last[0] < PROGRESS_EVERY_S:
+            return
+        last[0] = now
+        print(f"ipa run: {t:.0f}/{duration:.0f} s of the workload, {len(records)} decisions",
+              file=sys.stderr, flush=True)
+
+    return progress
+
+
+def run(args) -> int:
+    spec = RunSpec(pipeline=args.pipeline, policy=args.policy, workload=args.workload, trace=args.trace,
+                   predictor=args.predictor, backend=args.backend, seed=args.seed, interval_s=args.interval,
+                   duration_s=args.duration, arrivals=args.arrivals, solver=args.solver)
+    started = time.perf_counter()
+    s = execute(spec, args.out, force=args.force, requests=args.requests, pipeline=_pipeline(args),
+                progress=_progress_printer(args.quiet))
+    print(f"{args.out}: {s['requests_sent']} sent, {s['requests_on_time']} on time, {s['requests_late']} late, "
+          f"{s['requests_dropped']} dropped, {s['requests_failed']} failed "
+          f"(SLA violations {100 * s['sla_violation_rate']:.2f}%); PAS {s['pas_mean']:.4f}, "
+          f"{s['cost_cores_mean']:.2f} cores; {time.perf_counter() - started:.1f} s")
+    return 0

@@ -1,0 +1,185 @@
+"""Run folders: the per-second series, the summary from request records, atomic writing,
+refusal of folders holding another run, determinism, and the invariants checker."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from ipa.errors import ConfigError, IpaError
+from ipa.runs import (RunSpec, WALL_CLOCK_SUMMARY_KEYS, check_out_dir, check_run_folder, execute,
+                      run_params)
+from ipa.runs.series import per_second_mean, per_second_quantiles
+
+SPEC = RunSpec("tiny-video", "ipa", workload="bursty", predictor="max", duration_s=300)
+
+
+# --- per-second series -------------------------------------------------------------------
+
+def test_step_function_average_over_each_second():
+    # 2 cores, 5 from t=1.5, 3 from t=1.75, 0 from t=4
+    got = per_second_mean([0.0, 1.5, 1.75, 4.0], [2, 5, 3, 0], 5)
+    assert got == pytest.approx([2, 2 * 0.5 + 5 * 0.25 + 3 * 0.25, 3, 3, 0])
+
+
+def test_per_second_quantiles_match_numpy_per_group():
+    rng = np.random.default_rng(0)
+    sec = rng.integers(0, 20, 500)
+    val = rng.random(500)
+    p50, p99 = per_second_quantiles(sec, val, 22, (0.5, 0.99))
+    for s in range(20):
+        assert p50[s] == pytest.approx(np.percentile(val[sec == s], 50))
+        assert p99[s] == pytest.approx(np.percentile(val[sec == s], 99))
+    assert np.isnan(p50[20]) and np.isnan(p99[21])  # seconds without a completion
+
+
+# --- a run folder end to end ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One run of the synthetic pipeline (module-scoped: a run takes a few seconds)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import write_tiny_catalogue
+    from ipa.pipelines import Pipeline, load_catalogue
+    from ipa.pipelines.profiles import read_profile_csv
+
+    base = tmp_path_factory.mktemp("runs")
+    pp, vv, pr = write_tiny_catalogue(base / "catalogue")
+    pipeline = Pipeline(load_catalogue(pp, vv).pipeline("tiny-video"), read_profile_csv(pr))
+    execute(SPEC, base / "a", pipeline=pipeline, requests=True)
+    return pipeline, base
+
+
+def test_the_folder_is_complete_and_sound(tiny_run):
+    pipeline, base = tiny_run
+    assert check_run_folder(base / "a", pipeline) == []
+    summary = json.loads((base / "a" / "summary.json").read_text())
+    assert summary["complete"] is True
+    assert summary["requests_sent"] == summary["requests_completed"] + summary["requests_dropped"] + summary["requests_failed"]
+    assert summary["decisions"] == 30
+    assert summary["params"]["policy"] == "ipa" and summary["params"]["seed"] == 0
+    assert summary["git_revision"] and summary["versions"]["numpy"]
+    assert not list((base / "a").glob(".*tmp*"))  # no temporary file left behind
+
+
+def test_summary_numbers_come_from_the_request_records(tiny_run):
+    import pandas as pd
+    pipeline, base = tiny_run
+    summary = json.loads((base / "a" / "summary.json").read_text())
+    req = pd.read_csv(base / "a" / "requests.csv")
+    counts = req.status.value_counts()
+    assert summary["requests_on_time"] == counts.get("ok", 0)
+    assert summary["requests_late"] == counts.get("late", 0)
+    done = req[req.status.isin(["ok", "late"])]
+    assert summary["latency_p99_s"] == pytest.approx(np.percentile(done.latency_s, 99), abs=2e-6)
+    assert (done[done.status == "late"].latency_s > pipeline.sla_s).all()
+    ts = pd.read_csv(base / "a" / "timeseries.csv")
+    assert summary["cost_cores_mean"] == pytest.approx(ts.cores[:300].mean(), abs=1e-5)
+    assert summary["pas_mean"] == pytest.approx(ts.pas[:300].mean(), abs=1e-5)
+
+
+def test_same_inputs_and_seed_give_byte_identical_outputs(tiny_run, tmp_path):
+    pipeline, base = tiny_run
+    execute(SPEC, tmp_path / "b", pipeline=pipeline, requests=True)
+    for name in ("timeseries.csv", "decisions.csv", "requests.csv"):
+        assert (base / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+    def stable(path):
+        s = json.loads(path.read_text())
+        for key in WALL_CLOCK_SUMMARY_KEYS:
+            s.pop(key)
+        return s
+    assert stable(base / "a" / "summary.json") == stable(tmp_path / "b" / "summary.json")
+    execute(RunSpec(**{**SPEC.__dict__, "seed": 1}), tmp_path / "c", pipeline=pipeline)
+    assert (base / "a" / "timeseries.csv").read_bytes() != (tmp_path / "c" / "timeseries.csv").read_bytes()
+
+
+def test_an_existing_run_is_never_silently_replaced(tiny_run, tmp_path):
+    pipeline, base = tiny_run
+    folder = tmp_path / "r"
+    shutil.copytree(base / "a", folder)
+    before = (folder / "summary.json").read_bytes()
+    other = RunSpec(**{**SPEC.__dict__, "policy": "fa2-low"})
+    with pytest.raises(ConfigError, match="different run.*policy"):
+        execute(other, folder, pipeline=pipeline)
+    with pytest.raises(ConfigError, match="different run"):
+        execute(other, folder, pipeline=pipeline, force=True)  # --force never replaces another run
+    with pytest.raises(ConfigError, match="same parameters.*--force"):
+        execute(SPEC, folder, pipeline=pipeline)
+    assert (folder / "summary.json").read_bytes() == before
+    execute(SPEC, folder, pipeline=pipeline, force=True)
+    assert check_run_folder(folder, pipeline) == []
+    assert not (folder / "requests.csv").exists()  # the old run's file does not outlive it
+
+
+def test_a_folder_with_other_files_is_refused(tmp_path, tiny_run):
+    pipeline, _ = tiny_run
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a run folder"):
+        check_out_dir(tmp_path, {}, force=True)
+
+
+def test_a_failed_run_leaves_no_summary(tmp_path, tiny_run, monkeypatch):
+    pipeline, _ = tiny_run
+    import ipa.runs.experiment as experiment
+
+    def broken(*a, **k):
+        raise IpaError("the backend fell over")
+    monkeypatch.setattr(experiment, "build_tables", broken)
+    with pytest.raises(IpaError):
+        execute(SPEC, tmp_path / "x", pipeline=pipeline)
+    assert not (tmp_path / "x" / "summary.json").exists()
+
+
+def test_run_params_identify_the_data(tiny_run):
+    pipeline, _ = tiny_run
+    from ipa.workloads import load_workload
+    a = run_params(SPEC, pipeline, load_workload("bursty"))
+    assert a["sla_s"] == pipeline.sla_s and a["scaling_cap"] == pipeline.scaling_cap
+    assert len(a["pipeline_sha256"]) == 64
+
+
+# --- the invariants checker catches what it must --------------------------------------------
+
+def _tamper(folder, name, edit):
+    path = folder / name
+    path.write_text(edit(path.read_text()))
+
+
+@pytest.mark.parametrize("name,edit,expect", [
+    ("summary.json", lambda t: t.replace('"requests_dropped": ', '"requests_dropped": 1'), "conservation"),
+    ("timeseries.csv", lambda t: _replace_field(t, 6, "arrivals", "999"), "conservation"),
+    ("timeseries.csv", lambda t: _replace_field(t, 3, "pas", "1.5"), "PAS outside"),
+    ("timeseries.csv", lambda t: _replace_field(t, 3, "cores", "0.5"), "fewer than its configuration"),
+    ("decisions.csv", lambda t: "\n".join(t.splitlines()[:5] + t.splitlines()[6:]) + "\n", "one every 10 s"),
+    ("decisions.csv", lambda t: t.replace('"replicas"":1', '"replicas"":21', 1), "outside"),
+    ("requests.csv", lambda t: "\n".join(t.splitlines()[:-1]) + "\n", "requests.csv holds"),
+])
+def test_the_checker_finds_violations(tiny_run, tmp_path, name, edit, expect):
+    pipeline, base = tiny_run
+    folder = tmp_path / "t"
+    shutil.copytree(base / "a", folder)
+    _tamper(folder, name, edit)
+    problems = check_run_folder(folder, pipeline)
+    assert any(expect in p for p in problems), problems
+
+
+def _replace_field(text, row, column, value):
+    import csv
+    import io
+    rows = list(csv.reader(io.StringIO(text)))
+    rows[row][rows[0].index(column)] = value
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue()
+
+
+def test_a_folder_without_summary_is_not_complete(tiny_run, tmp_path):
+    _, base = tiny_run
+    shutil.copytree(base / "a", tmp_path / "t")
+    (tmp_path / "t" / "summary.json").unlink()
+    assert check_run_folder(tmp_path / "t") == ["summary.json is missing: the run is not complete"]
