@@ -118,8 +118,8 @@ class KubernetesApi:
         return ClusterError(f"{what} failed with HTTP {e.status}: {message}")
 
     # --- the calls --------------------------------------------------------------------------
-    def server_version(self) -> str:
-        body = self._call("reading the server version", self.version_api.get_code)
+    def server_version(self, timeout_s: float = 10.0) -> str:
+        body = self._call("reading the server version", self.version_api.get_code, _request_timeout=timeout_s)
         return str(body.get("gitVersion", "?"))
 
     def create(self, obj: dict) -> dict:

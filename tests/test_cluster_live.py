@@ -1,0 +1,62 @@
+"""End to end on a real cluster: `pytest -m cluster`.
+
+Runs when KUBECONFIG (or ~/.kube/config) points at a reachable cluster that has the IPA-bench
+image (cluster/up.sh makes one with kind); skipped otherwise, saying what was checked. It deploys
+the synthetic tiny pipeline in emulated mode (its serving specs travel in a ConfigMap, so no
+reference profiles are needed in the image), replays a short open-loop load from outside through
+the router's NodePort, scales a stage mid-run, and checks the request accounting and the cleanup.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.cluster, pytest.mark.live, pytest.mark.slow]
+
+
+def reachable_cluster():
+    """The KubernetesApi of a reachable cluster, or skip naming what was checked."""
+    pytest.importorskip("kubernetes", reason="the kubernetes client is not installed (pip install 'ipa-bench[kubernetes]')")
+    from ipa.k8s.client import ClusterError, KubernetesApi
+    source = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    try:
+        api = KubernetesApi.from_kubeconfig()
+        version = api.server_version(timeout_s=5.0)
+    except ClusterError as e:
+        pytest.skip(f"no reachable Kubernetes cluster (checked KUBECONFIG={source!r} and the in-cluster "
+                    f"service account, then GET /version): {e}")
+    return api, version
+
+
+def test_short_run_on_a_real_cluster(make_tiny_pipeline, tmp_path):
+    api, version = reachable_cluster()
+    from ipa.backends.kubernetes import KubernetesBackend, KubernetesSettings, settings_from_env
+    from ipa.k8s.render import cheapest_configuration
+    from ipa.configuration import Configuration, StageConfig
+
+    pipeline = make_tiny_pipeline("tiny-video")
+    initial = cheapest_configuration(pipeline)
+    settings = KubernetesSettings(**{"rollout_timeout_s": 240.0, **settings_from_env()}, run_dir=tmp_path)
+    backend = KubernetesBackend(settings, api=api)
+    send_times = [i * 0.25 for i in range(80)]  # 4 RPS for 20 s
+    backend.start(pipeline, initial, send_times)
+    namespace = backend.namespace
+    try:
+        backend.clock.sleep_until(5.0)
+        reading = backend.monitor.read(10)
+        scaled = Configuration({**initial.stages, "classifier": StageConfig(
+            initial["classifier"].variant, initial["classifier"].batch, 2, initial["classifier"].cores)})
+        backend.apply(scaled)
+        backend.clock.sleep_until(20.0)
+    finally:
+        out = backend.stop()
+    requests = out.requests
+    assert len(requests) == len(send_times)  # nothing vanished
+    assert set(requests["status"]) <= {"ok", "late", "dropped", "failed"}
+    assert (requests["status"] == "ok").sum() > 0, requests["detail"].value_counts()
+    assert reading is None or len(reading.arrivals_per_s) > 0
+    change = out.applied[-1]
+    assert change.completed_at_s is not None, change.note  # the scale rolled out within the run
+    assert not api.namespace_exists(namespace), f"namespace {namespace} was left behind"
