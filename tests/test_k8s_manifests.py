@@ -283,3 +283,48 @@ def test_scripts_name_what_is_missing(tmp_path):
                            env={"PATH": str(bin_dir)})
         assert r.returncode == 1, (script, r.stdout, r.stderr)
         assert f"missing: {tools}" in r.stderr, (script, r.stderr)
+
+
+@pytest.mark.live
+def test_a_stage_pod_command_starts_the_real_stage_server(tiny_pipeline, tmp_path):
+    """The stage container's command and args, expanded as the kubelet would (env, ConfigMap files
+    mounted under /etc/ipa), start ipa.serving.stage and it becomes ready. Run here as a process
+    on 127.0.0.1 instead of 0.0.0.0 in a pod; what differs is only the address."""
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    objects = run_objects(tiny_pipeline, cheapest_configuration(tiny_pipeline), ClusterOptions(namespace="ipa-run-t"))
+    files = next(c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "ipa-spec")["data"]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    dep = next(d for d in by_kind(objects, "Deployment") if d["metadata"]["name"] == "stage-classifier")
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a).replace("/etc/ipa", str(tmp_path))
+            for a in container["command"] + container["args"]]
+    argv[0] = sys.executable
+    argv[argv.index("--host") + 1] = "127.0.0.1"
+    argv[argv.index("--port") + 1] = str(port)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "stage server not ready within 30 s"
+                time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/status", timeout=2) as r:
+            status = json.loads(r.read())
+        assert status["configuration"]["replicas"] == 1 and status["configuration"]["variant"] == env["IPA_VARIANT"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
