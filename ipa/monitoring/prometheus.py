@@ -5,8 +5,11 @@ monitor then queries through PromQL, as it would on a cluster.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import time
+import urllib.request
 from pathlib import Path
 from typing import Mapping
 
@@ -72,12 +75,40 @@ class PrometheusServer:
                 "--web.enable-lifecycle", "--log.level=warn", "--storage.tsdb.retention.time=7d"]
 
     def start(self, timeout_s: float = 30.0) -> "PrometheusServer":
+        if self.child is None and (self.folder / "tsdb").exists():
+            # a fresh TSDB per run: an earlier run's series would look like this run's data
+            shutil.rmtree(self.folder / "tsdb")
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "prometheus.yml").write_text(yaml.safe_dump(scrape_config(self.targets, self.host),
                                                                    sort_keys=False))
         self.child = self.group.start("prometheus", self.argv(), self.folder / "prometheus.log")
         wait_http(f"{self.url}/-/ready", self.child, timeout_s)
+        self.wait_scraping(timeout_s)
         return self
+
+    def wait_scraping(self, timeout_s: float = 30.0) -> None:
+        """Until every target has been scraped once. Prometheus is ready well before that (its
+        target discovery updates every 5 s), and a run must not start while its counters are
+        unobserved: the first seconds would have no baseline."""
+        want = sum(len(ports) for ports in self.targets.values())
+        url = f"{self.url}/api/v1/query?query=up"
+        deadline = time.monotonic() + timeout_s
+        up = 0
+        while time.monotonic() < deadline:
+            if self.child is not None and not self.child.alive():
+                raise IpaError(f"Prometheus exited; its log ends:\n{self.child.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    result = json.loads(r.read())["data"]["result"]
+                mine = {f"{self.host}:{p}" for ports in self.targets.values() for p in ports.values()}
+                up = sum(1 for s in result if s["value"][1] == "1" and s["metric"].get("instance") in mine)
+                if up >= want:
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.2)
+        raise IpaError(f"Prometheus at {self.url} scraped {up} of {want} targets within {timeout_s:g}s; "
+                       f"see {self.folder / 'prometheus.log'}")
 
     def stop(self) -> None:
         if self.child is not None:

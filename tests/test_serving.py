@@ -1,0 +1,374 @@
+"""The live serving stack: V2 protocol, batching, drop limit, reconfiguration, faults, lifecycle,
+Prometheus and the PromQL monitor. Tests that start processes are marked `live`; they run the
+synthetic tiny pipeline (tests/conftest.py) with load times shortened."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+
+from ipa.configuration import Configuration, StageConfig
+from ipa.errors import ConfigError, IpaError
+from ipa.monitoring import prometheus as prom_mod
+from ipa.monitoring.monitor import PrometheusMonitor, per_second_counts
+from ipa.serving import v2
+from ipa.serving.metrics import Registry, latency_buckets
+from ipa.serving.processes import ProcessError, check_port_free
+from ipa.serving.stack import LiveStack, batch_timeout_s
+
+ROW = {"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}]}
+
+
+def post(url: str, body, timeout: float = 30.0) -> tuple[int, dict]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, value = line.rsplit(" ", 1)
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def config(det=("det-s", 1, 1), cls=("cls-s", 1, 1)) -> Configuration:
+    return Configuration({"detector": StageConfig(det[0], det[1], det[2], 1),
+                          "classifier": StageConfig(cls[0], cls[1], cls[2], 1)})
+
+
+# --- pure parts ---------------------------------------------------------------------------------
+
+def test_histogram_has_an_edge_at_the_sla_and_cumulative_buckets():
+    reg = Registry()
+    h = reg.histogram("x_seconds", "help", latency_buckets(0.7), ("p",))
+    for v in (0.69, 0.7, 0.71, 5.0):
+        h.observe(v, p="a")
+    text = reg.render().decode()
+    assert 0.7 in latency_buckets(0.7)
+    assert 'x_seconds_bucket{p="a",le="0.7"} 2' in text  # le is inclusive: 0.7 is within the SLA
+    assert 'x_seconds_bucket{p="a",le="+Inf"} 4' in text
+    assert 'x_seconds_count{p="a"} 4' in text
+
+
+@pytest.mark.parametrize("body,code", [
+    (b"{not json", "bad-json"),
+    (b"[1, 2]", "bad-request"),
+    (json.dumps({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2]}]}).encode(), "bad-shape"),
+    (json.dumps({"inputs": [{"name": "input", "shape": [2], "datatype": "FP32", "data": [1, 2]}]}).encode(), "bad-shape"),
+    (json.dumps({"inputs": [{"name": "input", "shape": [1, 2], "datatype": "INT64", "data": [1, 2]}]}).encode(), "bad-datatype"),
+    (json.dumps({"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP99", "data": [1, 2]}]}).encode(), "bad-datatype"),
+    (json.dumps({"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": ["a", 2]}]}).encode(), "bad-datatype"),
+    (json.dumps({"inputs": [{"name": "other", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}).encode(), "bad-request"),
+])
+def test_malformed_v2_requests_are_named(body, code):
+    with pytest.raises(v2.V2Error) as e:
+        v2.parse_infer(body)
+    assert e.value.code == code
+    assert e.value.response().status == 400
+
+
+def test_nested_data_and_batches_split_by_row():
+    t, _ = v2.parse_infer(json.dumps({"inputs": [{"name": "input", "shape": [2, 2], "datatype": "FP32",
+                                                   "data": [[1, 2], [3, 4]]}]}).encode())
+    assert t.rows() == [[1, 2], [3, 4]]
+
+
+def test_per_second_counts_difference_the_counter_and_handle_resets():
+    samples = [(99.5, 0.0), (100.5, 3.0), (101.5, 7.0), (102.5, 2.0), (103.5, 4.0)]  # reset before 102.5
+    assert per_second_counts(samples, 101, 104) == [3.0, 4.0, 2.0, 2.0]
+    assert per_second_counts(samples, 99, 100) is None  # no sample at or before 98
+
+
+def test_batching_timeout_is_the_fill_time_at_capacity(tiny_pipeline):
+    sc = StageConfig("det-s", 4, 2, 1)
+    h = tiny_pipeline.stage_profile("detector", "det-s").throughput(4)
+    assert batch_timeout_s(tiny_pipeline, "detector", sc) == pytest.approx(3 / (2 * h))
+    assert batch_timeout_s(tiny_pipeline, "detector", StageConfig("det-s", 1, 2, 1)) == 0.0
+
+
+def test_missing_prometheus_names_the_debian_package(monkeypatch):
+    monkeypatch.setattr(prom_mod.shutil, "which", lambda name: None)
+    monkeypatch.delenv("IPA_PROMETHEUS", raising=False)
+    with pytest.raises(prom_mod.PrometheusMissing, match="Debian package `prometheus`"):
+        prom_mod.find_binary()
+
+
+def test_unreachable_prometheus_reads_none_quickly():
+    from ipa.serving.processes import free_port
+
+    mon = PrometheusMonitor(f"http://127.0.0.1:{free_port()}", time.time() - 30, timeout_s=1)
+    t = time.monotonic()
+    assert mon.read(60) is None
+    assert time.monotonic() - t < 5
+    assert "unavailable" in mon.log[-1][1]
+
+
+def test_configuration_for_another_pipeline_is_refused(tiny_pipeline, tmp_path):
+    stack = LiveStack(tiny_pipeline, tmp_path, prometheus=False)
+    with pytest.raises(ConfigError, match="do not match"):
+        stack.start(Configuration({"detector": StageConfig("det-s", 1, 1, 1)}))
+    with pytest.raises(IpaError, match="no variant|unknown|det-x"):
+        stack.start(config(det=("det-x", 1, 1)))
+    assert not stack.group.pids() or all(not psutil.pid_exists(p) for p in stack.group.pids())
+
+
+# --- live ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def stack_factory(tiny_pipeline, tmp_path):
+    stacks = []
+
+    def make(initial: Configuration | None = None, prometheus: bool = False, name: str = "run") -> LiveStack:
+        s = LiveStack(tiny_pipeline, tmp_path / f"{name}{len(stacks)}", load_time_scale=0.1, prometheus=prometheus)
+        stacks.append(s)
+        s.start(initial or config())
+        s.wait_ready(30)
+        return s
+
+    yield make
+    for s in stacks:  # a failing test still leaves no process behind
+        s.stop()
+    for s in stacks:
+        for pid in s.group.pids():
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.live
+def test_v2_routes_and_errors_are_served_and_counted(stack_factory):
+    s = stack_factory()
+    assert get(f"{s.router_url}/v2/health/live")[0] == 200
+    assert get(f"{s.router_url}/v2/health/ready")[0] == 200
+    status, meta = get(f"{s.stage_url('detector')}/v2/models/detector")
+    assert status == 200 and json.loads(meta)["versions"] == ["det-s"]
+    status, body = post(s.infer_url, ROW)
+    assert status == 200 and body["outputs"][0]["shape"] == [1, 1] and body["parameters"]["latency_s"] > 0
+    assert post(s.infer_url, b"{oops")[0] == 400
+    assert post(s.infer_url, {"inputs": [{"name": "input", "shape": [1, 5], "datatype": "FP32", "data": [1]}]}) \
+        == (400, {"error": "bad-shape: input 'input': shape [1, 5] needs 5 values, got 1"})
+    assert post(s.infer_url, {"inputs": [{"name": "input", "shape": [1, 1], "datatype": "BYTES", "data": ["x"]}]})[0] == 400
+    code, err = post(f"{s.router_url}/v2/models/nope/infer", ROW)
+    assert code == 404 and err["error"].startswith("unknown-model")
+    code, err = post(f"{s.stage_url('classifier')}/v2/models/detector/infer", ROW)
+    assert code == 404
+    text = get(f"{s.router_url}/metrics")[1].decode()
+    assert metric(text, "ipa_router_requests_total") == 1
+    assert metric(text, "ipa_router_bad_requests_total", code="bad-json") == 1
+    assert metric(text, "ipa_router_bad_requests_total", code="bad-shape") == 1
+    assert metric(text, "ipa_router_bad_requests_total", code="bad-datatype") == 1
+    assert metric(text, "ipa_router_bad_requests_total", code="unknown-model") == 1
+    stage_text = get(f"{s.stage_url('classifier')}/metrics")[1].decode()
+    assert metric(stage_text, "ipa_stage_bad_requests_total", code="unknown-model") == 1
+    assert metric(stage_text, "ipa_stage_items_total") == 1
+
+
+@pytest.mark.live
+def test_central_queue_forms_batches_and_drops_past_the_limit(stack_factory, tiny_pipeline):
+    # one slow replica, batch 4: a burst queues, leaves in batches, and the tail ages past the drop limit
+    s = stack_factory(config(det=("det-l", 4, 1)))
+    with ThreadPoolExecutor(40) as pool:
+        results = list(pool.map(lambda _: post(s.infer_url, ROW), range(40)))
+    codes = [c for c, _ in results]
+    drops = [b for c, b in results if c == 503]
+    assert set(codes) <= {200, 503}
+    assert drops and all(b["error"].startswith("drop-limit-violation") for b in drops)
+    assert codes.count(200) >= 4
+    text = get(f"{s.router_url}/metrics")[1].decode()
+    batches = metric(text, "ipa_router_batch_size_count", stage="detector")
+    assert metric(text, "ipa_router_batch_size_sum", stage="detector") / batches > 2  # batches really formed
+    assert metric(text, "ipa_router_drops_total") == len(drops)
+    assert metric(text, "ipa_router_responses_total", outcome="ok") == codes.count(200)
+    # latency of answered requests stays under the drop limit plus one batch of the slowest variant
+    lat = [b["parameters"]["latency_s"] for c, b in results if c == 200]
+    assert max(lat) < tiny_pipeline.drop_limit_s + 2.0
+
+
+@pytest.mark.live
+def test_reconfiguration_switches_variant_without_losing_requests(stack_factory):
+    s = stack_factory(config(det=("det-s", 1, 2)))
+    results = []
+
+    def client(n):
+        for _ in range(n):
+            results.append(post(s.infer_url, ROW)[0])
+            time.sleep(0.02)
+
+    with ThreadPoolExecutor(4) as pool:
+        futs = [pool.submit(client, 15) for _ in range(4)]
+        time.sleep(0.3)
+        reply = s.apply(config(det=("det-m", 2, 3), cls=("cls-m", 1, 1)))
+        assert reply["applied"] and reply["pending"] == []
+        for f in futs:
+            f.result()
+    assert results.count(200) == len(results) == 60
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        st = s.stage_status("detector")
+        if st["variants"] == ["det-m"] and st["ready"] == 3 and not st["draining"]:
+            break
+        time.sleep(0.1)
+    assert st["variants"] == ["det-m"] and st["ready"] == 3 and st["cores"] == 3
+    status, body = post(s.infer_url, ROW)
+    assert status == 200
+    router = s.status()["stages"][0]
+    assert router["batch"] == 2 and router["batch_timeout_s"] > 0
+
+
+@pytest.mark.live
+@pytest.mark.reliability
+def test_killed_stage_process_fails_in_flight_requests_and_is_restarted(stack_factory):
+    s = stack_factory(config(det=("det-l", 1, 2)))
+    before = s.group.children["stage-detector"].pid
+    with ThreadPoolExecutor(8) as pool:
+        futs = [pool.submit(post, s.infer_url, ROW) for _ in range(8)]
+        time.sleep(0.25)  # requests are in the detector now (det-l takes ~0.5 s per request)
+        os.kill(before, signal.SIGKILL)
+        results = [f.result() for f in futs]
+    failed = [b for c, b in results if c == 502]
+    assert failed, results
+    assert all(b["error"].startswith("stage-failure") for b in failed)
+    assert all(c in (200, 502, 503) for c, _ in results)  # every request answered, none lost
+    deadline = time.time() + 15
+    while time.time() < deadline and not (s.group.children["stage-detector"].alive()
+                                          and s.group.children["stage-detector"].pid != before):
+        time.sleep(0.1)
+    child = s.group.children["stage-detector"]
+    assert child.pid != before and child.restarts == 1
+    s.wait_ready(15)
+    assert post(s.infer_url, ROW)[0] == 200
+    text = get(f"{s.router_url}/metrics")[1].decode()
+    assert metric(text, "ipa_router_stage_failures_total", stage="detector") == len(failed)
+    # it came back with the current configuration (two det-l replicas)
+    st = s.stage_status("detector")
+    assert st["configuration"]["variant"] == "det-l" and st["configuration"]["replicas"] == 2
+
+
+@pytest.mark.live
+def test_restarted_stage_gets_the_latest_configuration(stack_factory):
+    s = stack_factory()
+    s.apply(config(det=("det-m", 1, 3)))
+    pid = s.group.children["stage-detector"].pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 15
+    st = {}
+    while time.time() < deadline:
+        try:
+            st = s.stage_status("detector")
+            if st["configuration"]["variant"] == "det-m" and st["ready"] == 3:
+                break
+        except IpaError:
+            pass
+        time.sleep(0.1)
+    assert st["configuration"] == {"variant": "det-m", "batch": 1, "replicas": 3, "cores": 1}
+
+
+@pytest.mark.live
+def test_port_in_use_is_a_clear_error(tiny_pipeline, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ProcessError, match=f"port {port} on 127.0.0.1 is in use"):
+            check_port_free(port)
+        with pytest.raises(ProcessError, match="in use"):
+            LiveStack(tiny_pipeline, tmp_path, router_port=port, prometheus=False)
+
+
+@pytest.mark.live
+def test_prometheus_scrapes_and_the_monitor_reads_arrivals_and_survives_an_outage(stack_factory):
+    s = stack_factory(prometheus=True)
+    t0 = time.time()
+    mon = PrometheusMonitor(s.prometheus.url, t0 - 5)
+    sent = 0
+    end = time.time() + 4.5
+    while time.time() < end:
+        assert post(s.infer_url, ROW)[0] == 200
+        sent += 1
+        time.sleep(0.05)
+    time.sleep(3.0)  # let the last scrape land (1-s scrapes, whole seconds only)
+    reading = mon.read(20)
+    assert reading is not None and reading.arrivals_per_s
+    # every arrival the router counted shows up within the window (nothing before t0 - 5 s)
+    assert sum(reading.arrivals_per_s) == pytest.approx(sent, abs=1)
+    assert reading.until_s == pytest.approx(time.time() - (t0 - 5), abs=2.5)
+    s.prometheus.stop()
+    assert mon.read(20) is None
+    assert mon.unavailable_since is not None
+    s.prometheus.start()
+    deadline = time.time() + 20
+    reading = None
+    while time.time() < deadline and reading is None:
+        time.sleep(0.5)
+        reading = mon.read(20)
+    # once Prometheus scrapes again without a gap inside the window, readings return
+    if reading is None:  # the outage gap is still inside the window: a shorter window has data
+        reading = mon.read(2)
+    assert reading is not None
+    assert any("back after" in m for _, m in mon.log)
+
+
+@pytest.mark.live
+def test_second_stack_starts_right_after_and_no_process_survives(stack_factory):
+    a = stack_factory()
+    pids = a.group.pids()
+    a.stop()
+    assert all(not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE for p in pids)
+    b = stack_factory()
+    assert post(b.infer_url, ROW)[0] == 200
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_ipa_serve_stops_every_process_on_a_signal(tiny_files, tmp_path, sig):
+    pipelines, variants, profiles = tiny_files
+    proc = subprocess.Popen([sys.executable, "-m", "ipa.cli", "serve", "--pipeline", "tiny-video",
+                             "--pipelines-file", str(pipelines), "--variants-file", str(variants),
+                             "--profiles-file", str(profiles), "--work-dir", str(tmp_path / "serve")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C" in line or not line:
+                break
+        text = "".join(lines)
+        assert "prometheus" in text and "/v2/models/tiny-video/infer" in text, text
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 4  # two stages, router, Prometheus
+        proc.send_signal(sig)
+        assert proc.wait(20) == 0
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive
+    finally:
+        if proc.poll() is None:
+            proc.kill()
