@@ -1,0 +1,124 @@
+"""`ipa run` from the command line: a complete folder, clear errors for bad input with no partial
+summary, and the policy comparisons on `bursty` the paper's results rest on."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ipa.cli import main
+from ipa.errors import ProfileMissing
+from ipa.pipelines import load_pipeline
+from ipa.runs import RunSpec, check_run_folder, execute
+
+REFERENCE = ("video", "audio-qa", "audio-sent", "sum-qa", "nlp")
+
+
+@pytest.fixture
+def catalogue_args(tiny_files):
+    pipelines, variants, profiles = tiny_files
+    return ["--pipelines-file", str(pipelines), "--variants-file", str(variants), "--profiles-file", str(profiles)]
+
+
+def ipa_run(catalogue_args, out, *extra):
+    return main(["run", "--pipeline", "tiny-video", "--policy", "ipa", "--predictor", "max",
+                 "--out", str(out), *catalogue_args, *extra])
+
+
+def test_ipa_run_writes_a_complete_sound_folder(catalogue_args, tmp_path, capsys, make_tiny_pipeline):
+    out = tmp_path / "run"
+    assert ipa_run(catalogue_args, out, "--workload", "bursty", "--duration", "120", "--seed", "7", "--requests") == 0
+    assert check_run_folder(out, make_tiny_pipeline("tiny-video")) == []
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["params"]["seed"] == 7 and summary["params"]["duration_s"] == 120
+    assert (out / "requests.csv").exists()
+    assert f"{out}: {summary['requests_sent']} sent" in capsys.readouterr().out
+
+
+def test_a_user_trace_runs(catalogue_args, tmp_path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("second,rps\n" + "".join(f"{s},{5 + s % 7}\n" for s in range(60)))
+    assert ipa_run(catalogue_args, tmp_path / "run", "--trace", str(trace)) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["params"]["workload"] == "trace:t.csv" and len(summary["params"]["trace_sha256"]) == 64
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--workload", "bursy"], "unknown workload 'bursy'; known: bursty"),
+    (["--workload", "bursty", "--policy", "ipaa"], "unknown policy 'ipaa'; known: ipa, fa2-low"),
+    (["--workload", "bursty", "--predictor", "lstn"], "unknown predictor 'lstn'; known: reactive"),
+    (["--workload", "bursty", "--backend", "cloud"], "unknown backend 'cloud'; known: sim, local"),
+    (["--workload", "bursty", "--duration", "5000"], "longer than the workload"),
+    (["--workload", "bursty", "--interval", "0"], "--interval must be"),
+])
+def test_bad_names_and_values_are_clear_errors(catalogue_args, tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    assert ipa_run(catalogue_args, out, *args) == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "summary.json").exists()
+
+
+@pytest.mark.parametrize("content,message", [
+    ("second,count\n0,1\n", "missing column"),
+    ("second,rps\n0,1\n1,-2\n", "rps"),
+    ("second,rps\n0,1\n1,abc\n", "rps"),
+    ("second,rps\n0,1\n2,1\n", "second"),
+    ("second,rps\n1,1\n0,1\n", "second"),
+])
+def test_bad_trace_files_are_clear_errors_and_write_nothing(catalogue_args, tmp_path, capsys, content, message):
+    trace = tmp_path / "t.csv"
+    trace.write_text(content)
+    out = tmp_path / "run"
+    assert ipa_run(catalogue_args, out, "--trace", str(trace)) == 2
+    err = capsys.readouterr().err
+    assert str(trace) in err and message in err
+    assert not out.exists()
+
+
+def test_a_registered_backend_that_is_not_installed_says_so(catalogue_args, tmp_path, capsys, monkeypatch):
+    from ipa.backends import registry
+    monkeypatch.setitem(registry.BACKENDS, "ghost", "ipa.backends.ghost")
+    assert ipa_run(catalogue_args, tmp_path / "r", "--workload", "bursty", "--backend", "ghost") == 2
+    assert "backend 'ghost' is not available" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_folder_holding_another_run_is_refused_and_kept(catalogue_args, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert ipa_run(catalogue_args, out, "--workload", "bursty", "--duration", "60") == 0
+    before = (out / "summary.json").read_bytes()
+    assert ipa_run(catalogue_args, out, "--workload", "steady-low", "--duration", "60") == 2
+    assert "already holds a different run (workload: 'bursty' there, 'steady-low' now" in capsys.readouterr().err
+    assert ipa_run(catalogue_args, out, "--workload", "bursty", "--duration", "60") == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert (out / "summary.json").read_bytes() == before
+    assert ipa_run(catalogue_args, out, "--workload", "bursty", "--duration", "60", "--force") == 0
+
+
+# --- the comparison the paper's figures rest on (bursty, all pipelines) ---------------------
+
+def _compare_on_bursty(pipeline, tmp_path):
+    summaries = {}
+    for policy in ("ipa", "fa2-low", "fa2-high"):
+        summaries[policy] = execute(RunSpec(pipeline.name, policy, workload="bursty", solver="highs"),
+                                    tmp_path / policy, pipeline=pipeline)
+        assert check_run_folder(tmp_path / policy, pipeline) == []
+    ipa, low, high = summaries["ipa"], summaries["fa2-low"], summaries["fa2-high"]
+    assert ipa["pas_mean"] >= low["pas_mean"], (ipa["pas_mean"], low["pas_mean"])
+    assert ipa["cost_cores_mean"] <= high["cost_cores_mean"], (ipa["cost_cores_mean"], high["cost_cores_mean"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny-video", "tiny-audio"])
+def test_on_bursty_ipa_is_more_accurate_than_fa2_low_and_cheaper_than_fa2_high_synthetic(make_tiny_pipeline, tmp_path, name):
+    _compare_on_bursty(make_tiny_pipeline(name), tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REFERENCE)
+def test_on_bursty_ipa_is_more_accurate_than_fa2_low_and_cheaper_than_fa2_high(tmp_path, name):
+    try:
+        pipeline = load_pipeline(name)
+    except ProfileMissing as e:
+        pytest.skip(f"reference profiles for {name!r} are not there yet: {e}")
+    _compare_on_bursty(pipeline, tmp_path)
