@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ipa.backends.sim import SimBackend
 from ipa.configuration import Configuration, StageConfig
@@ -18,6 +20,14 @@ from ipa.sim.latency import Z_99, batch_latency_params, lognormal_params
 from ipa.workloads import load_workload
 
 REFERENCE = ("video", "audio-qa", "audio-sent", "sum-qa", "nlp")
+_TINY_PIPELINE: list[Pipeline] = []  # filled once for the hypothesis test (function fixtures do not mix with @given)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _tiny_for_hypothesis(tmp_path_factory):
+    from conftest import write_tiny_catalogue
+    pp, vv, pr = write_tiny_catalogue(tmp_path_factory.mktemp("tiny"))
+    _TINY_PIPELINE[:] = [Pipeline(load_catalogue(pp, vv).pipeline("tiny-video"), read_profile_csv(pr))]
 
 
 def config(pipeline: Pipeline, **stages: tuple[str, int, int]) -> Configuration:
@@ -171,6 +181,40 @@ def test_a_superseded_switch_drops_the_replicas_still_loading(exact_pipeline):
     sim = run_sim(p, a, [0.0, 1.5], changes=[(1.0, b), (1.2, a)])
     assert dict(sim.cores_log)[1.2] == a.total_cores  # det-l replicas were loading: gone at once
     assert [v for _, s, v in sim.serving_log if s == "detector"] == ["det-s"]
+
+
+def test_the_old_variant_serves_until_the_new_replicas_are_up_even_after_a_rescale(exact_pipeline):
+    p = exact_pipeline()
+    a = config(p, detector=("det-s", 1, 1), classifier=("cls-s", 1, 1))
+    b3 = config(p, detector=("det-l", 1, 3), classifier=("cls-s", 1, 1))
+    b2 = config(p, detector=("det-l", 1, 2), classifier=("cls-s", 1, 1))
+    load = p.stage_profile("detector", "det-l").load_time_s
+    # det-l asked for at 1.0, scaled down at 1.5 while still loading: two keep loading until 1 + load
+    sim = run_sim(p, a, list(np.arange(0, 10, 0.25)), changes=[(1.0, b3), (1.5, b2)])
+    switch = [t for t, s, v in sim.serving_log if s == "detector" and v == "det-l"]
+    assert switch == [pytest.approx(1.0 + load)]
+    det_s = p.base_cores("detector", "det-s")
+    # det-s stays provisioned (and serving) until then, so nothing waits for a replica to load
+    assert all(c >= b2.total_cores + det_s for t, c in sim.cores_log if 1.5 <= t < 1.0 + load)
+    assert set(sim.status) == {OK}
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), rate=st.floats(1, 60),
+       steps=st.lists(st.tuples(st.sampled_from(["det-s", "det-m", "det-l"]), st.sampled_from([1, 2, 4, 8]),
+                                st.integers(1, 4), st.sampled_from(["cls-s", "cls-m", "cls-l"]), st.integers(1, 3)),
+                      min_size=1, max_size=6))
+def test_any_sequence_of_changes_conserves_requests_and_ends_at_the_last_configuration(seed, rate, steps):
+    p = _TINY_PIPELINE[0]
+    times = np.sort(np.random.default_rng(seed).random(int(rate * 30)) * 30)
+    configs = [config(p, detector=(d, b, n), classifier=(c, 1, m)) for d, b, n, c, m in steps]
+    sim = run_sim(p, configs[0], times, seed=seed, changes=[(3.0 * (i + 1), c) for i, c in enumerate(configs[1:])])
+    assert PENDING not in sim.status and len(sim.status) == len(times)
+    assert all(c >= 0 for _, c in sim.cores_log)
+    assert sim.cores_log[-1][1] == configs[-1].total_cores
+    assert [t for t, _ in sim.cores_log] == sorted(t for t, _ in sim.cores_log)
+    served = [sim.done[i] - times[i] for i in range(len(times)) if sim.status[i] in (OK, LATE)]
+    assert all(x > 0 for x in served)
 
 
 def test_invalid_configurations_are_refused(tiny_pipeline):

@@ -51,14 +51,16 @@ _NORMALS_BLOCK = 4096
 
 
 class _Replica:
-    __slots__ = ("variant", "batch", "timeout", "cores", "lat", "ready", "retiring", "gone", "items")
+    __slots__ = ("variant", "batch", "timeout", "cores", "lat", "ready_at", "ready", "retiring", "gone", "items")
 
-    def __init__(self, variant: str, batch: int, timeout: float, cores: int, lat: list, ready: bool):
+    def __init__(self, variant: str, batch: int, timeout: float, cores: int, lat: list, ready_at: float,
+                 ready: bool):
         self.variant = variant
         self.batch = batch
         self.timeout = timeout
         self.cores = cores
         self.lat = lat          # lat[k] = (mu, sigma) of a batch of k requests
+        self.ready_at = ready_at
         self.ready = ready
         self.retiring = False
         self.gone = False
@@ -164,7 +166,7 @@ class Simulator:
             timeout = self._timeout(st, sc.variant, sc.batch, sc.replicas)
             lat = self._latency_params(st, sc.variant)
             for _ in range(sc.replicas):
-                rep = _Replica(sc.variant, sc.batch, timeout, sc.cores, lat, True)
+                rep = _Replica(sc.variant, sc.batch, timeout, sc.cores, lat, 0.0, True)
                 st.replicas.append(rep)
                 st.idle.append(rep)
                 self.cores += sc.cores
@@ -198,15 +200,17 @@ class Simulator:
             kept, extra = same[:n], same[n:]
             for r in extra:
                 self._retire(st, r, t)
+            # the target is up when every replica of it is: kept ones may still be loading
+            ready_at = t
             for r in kept:
                 r.batch, r.timeout = b, timeout
-            ready_at = t
+                ready_at = max(ready_at, r.ready_at)
             for _ in range(n - len(kept)):
-                rep = _Replica(v, b, timeout, sc.cores, lat, False)
+                rep = _Replica(v, b, timeout, sc.cores, lat, t + profile.load_time_s, False)
                 st.replicas.append(rep)
                 self.cores += sc.cores
-                ready_at = t + profile.load_time_s
-                self._push(ready_at, _READY, st, rep)
+                ready_at = max(ready_at, rep.ready_at)
+                self._push(rep.ready_at, _READY, st, rep)
             others = [r for r in alive if r.variant != v]
             for r in others:
                 if not r.ready:
