@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a display
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -37,6 +38,23 @@ def save(fig: plt.Figure, png: str | Path, pdf: str | Path) -> None:
 def _order(values: Sequence[str], preferred: Sequence[str]) -> list[str]:
     present = list(dict.fromkeys(values))
     return [v for v in preferred if v in present] + sorted(v for v in present if v not in preferred)
+
+
+def _expected(where: Mapping[str, object], column: str, rows: pd.DataFrame) -> list:
+    """What the selection asks for in ``column`` (every listed value), else what the table has."""
+    listed = where.get(column)
+    if isinstance(listed, (list, tuple)):
+        return list(listed)
+    return [listed] if listed is not None else list(dict.fromkeys(rows[column]))
+
+
+def _keys(where: Mapping[str, object], column: str, rows: pd.DataFrame) -> list:
+    """The order of a facet: as the config lists it when it does, else as the table has it."""
+    listed = where.get(column)
+    present = list(dict.fromkeys(rows[column]))
+    if isinstance(listed, (list, tuple)):
+        return [v for v in listed if v in present]
+    return present
 
 
 def _nonempty(rows: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -65,6 +83,8 @@ def _binned(ts: pd.DataFrame) -> pd.DataFrame:
 def timeseries_figure(summary: pd.DataFrame, pipeline: str, where: Mapping[str, object]) -> plt.Figure:
     """PAS, cores and SLA violations over time, one column per workload, one line per policy."""
     rows = _nonempty(select(summary, {**where, "pipeline": pipeline}), f"timeseries of {pipeline}")
+    require(rows, f"timeseries of {pipeline}", workload=_expected(where, "workload", rows),
+            policy=_expected(where, "policy", rows))
     rows = rows[rows["seed"] == rows["seed"].min()]
     frames = []
     for run in rows.itertuples(index=False):
@@ -77,7 +97,7 @@ def timeseries_figure(summary: pd.DataFrame, pipeline: str, where: Mapping[str, 
     labels = {"pas": "PAS (x100)", "cores": "cores", "violations": f"SLA violations / {BIN_S} s"}
     long["metric"] = long["metric"].map(labels)
     g = sns.relplot(data=long, x="t", y="value", hue="policy", row="metric", col="workload",
-                    row_order=list(labels.values()), col_order=list(dict.fromkeys(rows["workload"])),
+                    row_order=list(labels.values()), col_order=_keys(where, "workload", rows),
                     hue_order=_order(long["policy"], POLICY_ORDER), kind="line", linewidth=0.9,
                     height=1.9, aspect=1.5, facet_kws={"sharey": "row", "margin_titles": True})
     g.set_titles(row_template="{row_name}", col_template="{col_name}")
@@ -93,13 +113,14 @@ SUMMARY_METRICS = {"pas_mean": ("PAS (x100)", 100.0), "cost_cores_mean": ("cores
 
 def summary_bars_figure(summary: pd.DataFrame, where: Mapping[str, object]) -> plt.Figure:
     rows = _nonempty(select(summary, where), "summary bars")
+    require(rows, "summary bars", **{c: _expected(where, c, rows) for c in ("pipeline", "workload", "policy")})
     long = rows.melt(id_vars=["pipeline", "workload", "policy", "seed"], value_vars=list(SUMMARY_METRICS),
                      var_name="metric", value_name="value")
     long["value"] *= long["metric"].map({k: s for k, (_, s) in SUMMARY_METRICS.items()})
     long["metric"] = long["metric"].map({k: label for k, (label, _) in SUMMARY_METRICS.items()})
     g = sns.catplot(data=long, x="pipeline", y="value", hue="policy", row="metric", col="workload",
                     kind="bar", row_order=[label for label, _ in SUMMARY_METRICS.values()],
-                    col_order=list(dict.fromkeys(rows["workload"])), order=list(dict.fromkeys(rows["pipeline"])),
+                    col_order=_keys(where, "workload", rows), order=_keys(where, "pipeline", rows),
                     hue_order=_order(long["policy"], POLICY_ORDER), errorbar=("pi", 100),
                     height=2.2, aspect=1.4, sharey="row", margin_titles=True)
     g.set_titles(row_template="{row_name}", col_template="{col_name}")
@@ -112,6 +133,7 @@ def summary_bars_figure(summary: pd.DataFrame, where: Mapping[str, object]) -> p
 def latency_cdf_figure(summary: pd.DataFrame, where: Mapping[str, object]) -> plt.Figure:
     """One panel per pipeline: the CDF of end-to-end latency under each policy, SLA marked."""
     rows = _nonempty(select(summary, where), "latency CDF")
+    require(rows, "latency CDF", **{c: _expected(where, c, rows) for c in ("pipeline", "policy")})
     rows = rows[rows["seed"] == rows["seed"].min()]
     frames, kinds = [], set()
     for run in rows.itertuples(index=False):
@@ -120,7 +142,7 @@ def latency_cdf_figure(summary: pd.DataFrame, where: Mapping[str, object]) -> pl
         frames.append(pd.DataFrame({"latency_s": samples.to_numpy(), "pipeline": run.pipeline,
                                     "policy": run.policy}))
     data = pd.concat(frames, ignore_index=True)
-    pipelines = list(dict.fromkeys(rows["pipeline"]))
+    pipelines = _keys(where, "pipeline", rows)
     g = sns.displot(data=data, x="latency_s", hue="policy", col="pipeline", col_order=pipelines,
                     hue_order=_order(data["policy"], POLICY_ORDER), kind="ecdf", height=2.4, aspect=1.1,
                     facet_kws={"sharex": False})
@@ -141,6 +163,8 @@ def decision_time_figure(bench: pd.DataFrame) -> plt.Figure:
                     marker="o", errorbar=("pi", 100), height=2.8, aspect=1.2,
                     hue_order=sorted(data["variants"].unique(), key=int))
     g.set(yscale="log")
+    for ax in g.axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     g.set_axis_labels("pipeline stages", "decision time (s)")
     g.legend.set_title("variants / stage")
     g.set_titles(col_template="solver: {col_name}")
@@ -151,10 +175,10 @@ def decision_time_figure(bench: pd.DataFrame) -> plt.Figure:
 def preference_sweep_figure(summary: pd.DataFrame, where: Mapping[str, object],
                             preferences: Sequence[str]) -> plt.Figure:
     rows = _nonempty(select(summary, {**where, "weights": list(preferences)}), "preference sweep")
-    require(rows, "preference sweep", pipeline=list(dict.fromkeys(rows["pipeline"])), weights=preferences)
+    require(rows, "preference sweep", pipeline=_expected(where, "pipeline", rows), weights=preferences)
     data = rows.groupby(["pipeline", "weights"], as_index=False)[["pas_mean", "cost_cores_mean"]].mean()
     data["PAS (x100)"] = data["pas_mean"] * 100
-    pipelines = list(dict.fromkeys(rows["pipeline"]))
+    pipelines = _keys(where, "pipeline", rows)
     g = sns.relplot(data=data, x="cost_cores_mean", y="PAS (x100)", hue="weights", style="weights",
                     col="pipeline", col_order=pipelines, hue_order=list(preferences), style_order=list(preferences),
                     s=70, height=2.4, aspect=1.0, facet_kws={"sharex": False, "sharey": False})
@@ -168,8 +192,9 @@ def preference_sweep_figure(summary: pd.DataFrame, where: Mapping[str, object],
 def predictor_ablation_figure(summary: pd.DataFrame, where: Mapping[str, object],
                               predictors: Sequence[str]) -> plt.Figure:
     rows = _nonempty(select(summary, {**where, "predictor": list(predictors)}), "predictor ablation")
-    require(rows, "predictor ablation", pipeline=list(dict.fromkeys(rows["pipeline"])), predictor=predictors)
+    require(rows, "predictor ablation", pipeline=_expected(where, "pipeline", rows), predictor=predictors)
     g = sns.catplot(data=rows, x="pipeline", y="violations", hue="predictor", hue_order=list(predictors),
+                    order=_keys(where, "pipeline", rows),
                     kind="bar", errorbar=("pi", 100), height=3.0, aspect=1.8)
     g.set_axis_labels("", "SLA violations (requests)")
     return g.figure

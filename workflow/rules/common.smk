@@ -1,8 +1,8 @@
 # Helpers shared by the rules: config validation, the run-folder layout, the experiment matrix.
-# Nothing here imports `ipa`, so `snakemake -n` and `--lint` stay cheap and work before the
-# package's heavier parts exist.
+# Only the catalogue loader of `ipa` is imported here (YAML + CSV), so `snakemake -n` stays cheap.
 
 import itertools
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -41,11 +41,50 @@ def validate_config(cfg) -> None:
     try:
         validate(cfg, SCHEMA)
     except WorkflowError as e:
-        causes = [a for a in e.args if isinstance(a, jsonschema.ValidationError)]
-        if not causes:
+        # snakemake raises it while handling jsonschema's error, which keeps the details
+        cause = e.__context__
+        if not isinstance(cause, jsonschema.ValidationError):
             raise
-        raise WorkflowError(f"invalid config: {describe_config_error(causes[0])}") from None
+        raise WorkflowError(f"invalid config: {describe_config_error(cause)}") from None
     _check_consistency(cfg)
+    _check_pipelines(cfg)
+
+
+def catalogue_paths() -> dict:
+    """The catalogue files in use: the config's, else the packaged ones."""
+    from ipa.pipelines.catalogue import DATA
+    from ipa.pipelines.profiles import default_profile_path
+
+    own = config["catalogue"]
+    return {
+        "pipelines": own["pipelines"] or str(DATA / "pipelines.yaml"),
+        "variants": own["variants"] or str(DATA / "variants.csv"),
+        "profiles": own["profiles"] or str(default_profile_path()),
+    }
+
+
+def _check_pipelines(cfg) -> None:
+    """Every pipeline the config names exists in the catalogue in use."""
+    from ipa.errors import IpaError
+    from ipa.pipelines import load_catalogue
+
+    paths = catalogue_paths()
+    try:
+        known = sorted(load_catalogue(paths["pipelines"], paths["variants"]).pipelines)
+    except (IpaError, OSError) as e:
+        raise WorkflowError(f"invalid config: config key catalogue: {e}") from None
+    named = [("pipelines", cfg["pipelines"]), ("live.pipelines", cfg["live"]["pipelines"])]
+    for section in ("preference_sweep", "predictor_ablation"):
+        if section in cfg:
+            named.append((f"{section}.pipelines", cfg[section]["pipelines"]))
+    for pref, weights in cfg.get("preference_sweep", {}).get("preferences", {}).items():
+        named.append((f"preference_sweep.preferences.{pref}", [k for k in weights if k != "default"]))
+    for key, names in named:
+        for i, name in enumerate(names):
+            if name not in known:
+                where = f"{key}[{i}]" if not key.startswith("preference_sweep.preferences") else f"{key}.{name}"
+                raise WorkflowError(f"invalid config: config key {where}: {name!r} is not a pipeline of the "
+                                    f"catalogue {paths['pipelines']}; allowed values: {known}")
 
 
 def _check_consistency(cfg) -> None:
@@ -65,6 +104,9 @@ def _check_consistency(cfg) -> None:
             "invalid config: figure 'fidelity' compares live runs with the simulator; "
             "config key live.pipelines/workloads/policies is empty (drop 'fidelity' from figures)"
         )
+    if cfg["reprofile"] and (cfg["catalogue"]["pipelines"] or cfg["catalogue"]["variants"]):
+        raise WorkflowError("invalid config: reprofile: true profiles the packaged catalogue; "
+                            "config key catalogue.pipelines/variants must be null with it")
     if "latency_cdf" in figures and cfg["latency_cdf"]["workload"] not in cfg["workloads"]:
         raise WorkflowError(
             f"invalid config: latency_cdf.workload {cfg['latency_cdf']['workload']!r} is not in "
@@ -147,15 +189,15 @@ def all_runs():
     return sorted(set(runs + preference_runs() + ablation_runs()))
 
 
-def run_weights(wildcards):
-    """alpha/beta overrides of a run: none for the catalogue's weights, else its preference's."""
+def preference_weights(wildcards):
+    """alpha/beta per pipeline of a preference ({"default": ..., pipeline: ...}); none for the
+    catalogue's own weights."""
     if wildcards.weights == DEFAULT_WEIGHTS:
         return {}
     prefs = config.get("preference_sweep", {}).get("preferences", {})
     if wildcards.weights not in prefs:
-        raise WorkflowError(f"run asks for weights {wildcards.weights!r}; preferences in config: {sorted(prefs)}")
-    pref = prefs[wildcards.weights]
-    return dict(pref.get(wildcards.pipeline, pref["default"]))
+        raise WorkflowError(f"weights {wildcards.weights!r} is not a preference in config: {sorted(prefs)}")
+    return prefs[wildcards.weights]
 
 
 # --- selections the figures draw from results/summary.csv ------------------------------------

@@ -1,7 +1,5 @@
 # Inputs every run shares: the trace windows and the profile table the runs use.
 
-from ipa.pipelines.profiles import default_profile_path
-
 ENV = "../envs/ipa.yaml"
 
 
@@ -18,10 +16,11 @@ rule workload_window:
 
 
 rule profiles:
-    """The profile table of this experiment: the committed reference profiles, or (with
-    `reprofile: true`) a fresh `ipa profile` of every pipeline in the matrix on this machine."""
+    """The profile table of this experiment: the committed reference profiles (or the config's
+    catalogue.profiles), or with `reprofile: true` a fresh `ipa profile` of every pipeline in the
+    matrix on this machine."""
     input:
-        reference=str(default_profile_path()),
+        reference=catalogue_paths()["profiles"],
     output:
         "results/profiles/profiles.csv",
     params:
@@ -38,3 +37,22 @@ rule profiles:
         ENV
     script:
         "../scripts/profiles.py"
+
+
+rule catalogue:
+    """The pipeline catalogue a run sees: the packaged one with the config's SLA factor and, for a
+    preference of the objective-preference sweep, its alpha/beta weights."""
+    input:
+        reference=catalogue_paths()["pipelines"],
+        variants=catalogue_paths()["variants"],
+    output:
+        "results/catalogue/{weights}/pipelines.yaml",
+    params:
+        sla_factor=config["sla_factor"],
+        weights=preference_weights,
+    log:
+        "logs/catalogue/{weights}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/catalogue.py"

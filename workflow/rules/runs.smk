@@ -7,15 +7,15 @@ rule run_sim:
     """One simulated run: discrete-event simulation of the pipeline under one policy."""
     input:
         profiles="results/profiles/profiles.csv",
-        workload="results/workloads/{workload}.csv",
+        catalogue="results/catalogue/{weights}/pipelines.yaml",
+        variants=catalogue_paths()["variants"],
     output:
         "results/runs/sim/{pipeline}/{workload}/{duration}s/{policy}/{predictor}/{weights}/seed{seed}/summary.json",
     params:
         backend="sim",
+        requests=False,
         interval_s=config["interval_s"],
-        sla_factor=config["sla_factor"],
         solver=config["solver"],
-        weights=run_weights,
     log:
         "logs/runs/sim/{pipeline}/{workload}/{duration}s/{policy}/{predictor}/{weights}/seed{seed}.log",
     benchmark:
@@ -31,17 +31,17 @@ rule run_live:
     each holds the one `cluster` resource."""
     input:
         profiles="results/profiles/profiles.csv",
-        workload="results/workloads/{workload}.csv",
+        catalogue="results/catalogue/{weights}/pipelines.yaml",
+        variants=catalogue_paths()["variants"],
     output:
         "results/runs/{backend}/{pipeline}/{workload}/{duration}s/{policy}/{predictor}/{weights}/seed{seed}/summary.json",
     wildcard_constraints:
         backend="local|kubernetes",
     params:
         backend="{backend}",
+        requests=True,
         interval_s=config["interval_s"],
-        sla_factor=config["sla_factor"],
         solver=config["solver"],
-        weights=run_weights,
     resources:
         cluster=1,
     log:

@@ -1,4 +1,5 @@
-"""One run: `ipa run` with the run's wildcards and the config's shared parameters."""
+"""One run: `ipa run` with the run's wildcards, the experiment's profile table and the
+catalogue carrying the run's weights and SLA factor."""
 from pathlib import Path
 
 from _common import ipa, logged
@@ -8,13 +9,12 @@ argv = [
     "run", "--backend", p.backend, "--pipeline", w.pipeline, "--workload", w.workload,
     "--duration", w.duration, "--policy", w.policy, "--predictor", w.predictor, "--seed", w.seed,
     "--interval", str(p.interval_s), "--solver", p.solver,
-    "--profiles", snakemake.input.profiles,
-    "--out", str(Path(snakemake.output[0]).parent),
+    "--profiles-file", snakemake.input.profiles, "--pipelines-file", snakemake.input.catalogue,
+    "--variants-file", snakemake.input.variants,
+    "--out", str(Path(snakemake.output[0]).parent), "--quiet",
 ]
-for name, value in sorted(p.weights.items()):
-    argv += [f"--{name}", str(value)]
-if p.sla_factor is not None:
-    argv += ["--sla-factor", str(p.sla_factor)]
+if p.requests:
+    argv.append("--requests")
 
 with logged(snakemake.log[0]):
     ipa(argv)

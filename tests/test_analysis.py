@@ -1,0 +1,177 @@
+"""ipa.analysis on small synthetic run folders (test data written here, not measurements)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ipa.analysis import RunFolderError, figures, read_run, summary_table, write_summary
+from ipa.analysis.runs import latency_samples, require, select
+
+
+def write_run(root: Path, *, backend="sim", pipeline="video", workload="bursty", duration=60, policy="ipa",
+              predictor="max", weights="default", seed=0, pas=0.5, cores=4.0, late_every=0, requests=False,
+              complete=True, **summary_overrides) -> Path:
+    """A run folder in the workflow's layout, with self-consistent made-up numbers."""
+    folder = root / backend / pipeline / workload / f"{duration}s" / policy / predictor / weights / f"seed{seed}"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    seconds = np.arange(duration)
+    arrivals = rng.integers(3, 9, size=duration)
+    late = np.array([1 if late_every and s % late_every == 0 else 0 for s in seconds])
+    late = np.minimum(late, arrivals)
+    ts = pd.DataFrame({
+        "second": seconds, "arrivals": arrivals, "completed": arrivals - late, "completed_late": late,
+        "dropped": 0, "failed": 0, "latency_p50_s": 0.5, "latency_p99_s": 0.9 + 0.1 * (seconds % 3),
+        "pas": pas, "cores": cores, "configuration": "{}",
+    })
+    ts.to_csv(folder / "timeseries.csv", index=False)
+    sent, n_late = int(arrivals.sum()), int(late.sum())
+    if requests:
+        rows = [{"id": i, "intended_s": i * 0.1, "sent_s": i * 0.1, "done_s": i * 0.1 + 0.3,
+                 "status": "late" if i < n_late else "ok", "latency_s": 0.3 + (i % 7) * 0.1, "detail": ""}
+                for i in range(sent)]
+        pd.DataFrame(rows).to_csv(folder / "requests.csv", index=False)
+    summary = {
+        "requests_sent": sent, "requests_completed": sent, "requests_on_time": sent - n_late,
+        "requests_late": n_late, "requests_dropped": 0, "requests_failed": 0,
+        "sla_violation_rate": n_late / sent, "drop_rate": 0.0, "pas_mean": pas, "cost_cores_mean": cores,
+        "latency_p50_s": 0.5, "latency_p99_s": 1.1, "decision_time_p50_s": 0.01, "decision_time_p99_s": 0.02,
+        "decisions": duration // 10, "infeasible_decisions": 0,
+        "params": {"pipeline": pipeline, "workload": workload, "policy": policy, "predictor": predictor,
+                   "backend": backend, "seed": seed, "sla_s": 2.0, "drop_limit_s": 4.0, "duration_s": duration,
+                   "interval_s": 10, "alpha": 2.0, "beta": 1.0, "gamma": 1e-6},
+        "versions": {}, "git_revision": "test", "complete": complete,
+    }
+    summary.update(summary_overrides)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_summary_row_has_keys_counts_and_the_weights_label_from_the_layout(tmp_path):
+    folder = write_run(tmp_path, weights="cost", late_every=5, pas=0.42)
+    row = read_run(folder)
+    assert (row["backend"], row["pipeline"], row["workload"], row["policy"], row["predictor"]) == \
+        ("sim", "video", "bursty", "ipa", "max")
+    assert row["weights"] == "cost" and row["duration_s"] == 60 and row["seed"] == 0
+    assert row["violations"] == row["requests_late"] == 12  # seconds 0, 5, ..., 55
+    assert row["pas_mean"] == 0.42
+
+
+def test_write_summary_is_sorted_and_round_trips(tmp_path):
+    runs = [write_run(tmp_path, policy=p, workload=w) for p in ("rim", "ipa") for w in ("steady-low", "bursty")]
+    out = tmp_path / "summary.csv"
+    table = write_summary([r / "summary.json" for r in runs], out)
+    back = pd.read_csv(out)
+    assert len(back) == 4
+    assert list(back["workload"]) == ["bursty", "bursty", "steady-low", "steady-low"]
+    assert list(back["policy"]) == ["ipa", "rim", "ipa", "rim"]
+    assert list(back.columns) == list(table.columns)
+
+
+def test_incomplete_or_missing_run_folders_are_errors_naming_the_folder(tmp_path):
+    partial = write_run(tmp_path, complete=False)
+    with pytest.raises(RunFolderError, match="partial"):
+        read_run(partial)
+    (partial / "summary.json").unlink()
+    with pytest.raises(RunFolderError, match="did not finish") as e:
+        summary_table([partial])
+    assert str(partial) in str(e.value)
+
+
+def test_requests_that_do_not_add_up_are_an_error(tmp_path):
+    folder = write_run(tmp_path, requests_dropped=3)  # sent no longer equals completed + dropped + failed
+    with pytest.raises(RunFolderError, match="do not add up"):
+        read_run(folder)
+
+
+def test_select_and_require(tmp_path):
+    table = summary_table([write_run(tmp_path, policy=p) for p in ("ipa", "rim")])
+    assert list(select(table, {"policy": ["rim"], "backend": "sim"})["policy"]) == ["rim"]
+    require(table, "x", policy=["ipa", "rim"])
+    with pytest.raises(RunFolderError, match="fa2-low"):
+        require(table, "x", policy=["ipa", "fa2-low"])
+
+
+def test_latency_samples_prefer_per_request_records(tmp_path):
+    plain = write_run(tmp_path, seed=1)
+    samples, kind = latency_samples(plain)
+    assert kind == "per-second p99" and len(samples) == 60
+    detailed = write_run(tmp_path, seed=2, requests=True)
+    samples, kind = latency_samples(detailed)
+    assert kind == "per request" and len(samples) == read_run(detailed)["requests_completed"]
+
+
+@pytest.fixture
+def matrix(tmp_path):
+    """Two pipelines x two workloads x two policies, plus sweep, ablation and live twins."""
+    root = tmp_path / "runs"
+    for p in ("video", "nlp"):
+        for w in ("bursty", "steady-low"):
+            for x, pas, cores in (("ipa", 0.5, 4), ("fa2-low", 0.4, 3)):
+                write_run(root, pipeline=p, workload=w, policy=x, pas=pas, cores=cores, late_every=7)
+        for g, pas, cores in (("accuracy", 0.6, 9), ("cost", 0.3, 2)):
+            write_run(root, pipeline=p, weights=g, pas=pas, cores=cores)
+        write_run(root, pipeline=p, predictor="reactive", late_every=3)
+    for backend in ("sim", "local"):
+        write_run(root, backend=backend, duration=30, requests=backend == "local")
+    table = summary_table(sorted(f.parent for f in root.rglob("summary.json")))
+    return table
+
+
+MAIN = {"backend": "sim", "duration_s": 60, "predictor": "max", "weights": "default"}
+
+
+@pytest.mark.parametrize("name, draw", [
+    ("timeseries", lambda t: figures.timeseries_figure(t, "video", MAIN)),
+    ("summary_bars", lambda t: figures.summary_bars_figure(t, MAIN)),
+    ("latency_cdf", lambda t: figures.latency_cdf_figure(t, {**MAIN, "workload": "bursty"})),
+    ("preference_sweep", lambda t: figures.preference_sweep_figure(
+        t, {"backend": "sim", "policy": "ipa", "workload": "bursty"}, ["accuracy", "cost"])),
+    ("predictor_ablation", lambda t: figures.predictor_ablation_figure(
+        t, {"backend": "sim", "duration_s": 60, "weights": "default", "policy": "ipa", "workload": "bursty"},
+        ["reactive", "max"])),
+    ("fidelity", lambda t: figures.fidelity_figure(t, {"duration_s": 30}, "local")),
+])
+def test_each_figure_draws_from_the_table_and_saves_png_and_pdf(matrix, tmp_path, name, draw):
+    fig = draw(matrix)
+    png, pdf = tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"
+    figures.save(fig, png, pdf)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_timeseries_figure_plots_each_policy_from_the_run_folders(matrix):
+    fig = figures.timeseries_figure(matrix, "video", MAIN)
+    # 3 metrics x 2 workloads panels; the PAS panel holds one line per policy at the runs' PAS x 100
+    assert len(fig.axes) == 6
+    pas_lines = {round(float(np.mean(line.get_ydata())), 6) for line in fig.axes[0].get_lines()
+                 if len(line.get_ydata())}
+    assert pas_lines == {50.0, 40.0}
+
+
+def test_a_figure_whose_runs_are_missing_says_so(matrix):
+    with pytest.raises(RunFolderError, match="no matching run"):
+        figures.summary_bars_figure(matrix, {**MAIN, "pipeline": "sum-qa"})
+    with pytest.raises(RunFolderError, match="ewma"):
+        figures.predictor_ablation_figure(matrix, {"backend": "sim", "policy": "ipa", "workload": "bursty",
+                                                   "weights": "default"}, ["reactive", "ewma"])
+
+
+def test_fidelity_needs_a_simulated_twin_for_every_live_run(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, backend="local", duration=30)
+    table = summary_table([f.parent for f in root.rglob("summary.json")])
+    with pytest.raises(RunFolderError, match="no simulated twin"):
+        figures.fidelity_figure(table, {"duration_s": 30}, "local")
+
+
+def test_decision_time_figure(tmp_path):
+    bench = pd.DataFrame([{"stages": s, "variants": v, "solver": "highs", "solve_time_s": 0.001 * s * v}
+                          for s in (1, 2, 3) for v in (1, 2)])
+    fig = figures.decision_time_figure(bench)
+    figures.save(fig, tmp_path / "d.png", tmp_path / "d.pdf")
+    assert (tmp_path / "d.png").stat().st_size > 1000
