@@ -140,6 +140,23 @@ def replica_bounds(problem: Problem, stage: str) -> tuple[int, int]:
     return (pinned, pinned) if pinned is not None else (1, problem.scaling_cap)
 
 
+def replicas_for(problem: Problem, stage: str, option: Option) -> int:
+    """The replica count that is best for ``option``, lexicographically (objective, then changes).
+
+    Cores cost beta > 0 each, so the fewest replicas carrying the load win; the current count
+    is kept instead only when that costs nothing (beta = 0, or it is the fewest anyway). Pinned
+    replicas are the pin.
+    """
+    lo, hi = replica_bounds(problem, stage)
+    if lo == hi:
+        return hi
+    need = min_replicas(option, problem.rate_rps)
+    current = problem.current.stages.get(stage) if problem.current is not None else None
+    if current is not None and problem.beta == 0 and need <= current.replicas <= hi:
+        return current.replicas
+    return need
+
+
 def allowed_options(problem: Problem, stage: StageOptions) -> list[tuple[int, Option]]:
     """(index, option) pairs that respect the pins and can carry the rate within the replica
     bounds; the others cannot be part of any feasible answer, so the model never sees them."""
@@ -172,16 +189,16 @@ def pipeline_accuracy(problem: Problem, options: Sequence[Option]) -> float:
     return sum(o.rank_accuracy for o in options)
 
 
+def stage_changes(problem: Problem, stage: str, option: Option, replicas: int) -> int:
+    """Changed knobs (variant, batch, replicas) of one stage against the current configuration."""
+    c = problem.current.stages.get(stage) if problem.current is not None else None
+    if c is None:
+        return 3
+    return (c.variant != option.variant) + (c.batch != option.batch) + (c.replicas != replicas)
+
+
 def changes(problem: Problem, picks: Sequence[Pick]) -> int:
-    """Changed knobs (variant, batch, replicas) against the current configuration."""
-    current = problem.current
-    if current is None:
-        return 3 * len(picks)
-    n = 0
-    for stage, (o, r) in zip(problem.stages, picks):
-        c = current.stages.get(stage.name)
-        n += 3 if c is None else (c.variant != o.variant) + (c.batch != o.batch) + (c.replicas != r)
-    return n
+    return sum(stage_changes(problem, s.name, o, r) for s, (o, r) in zip(problem.stages, picks))
 
 
 def evaluate(problem: Problem, picks: Sequence[Pick]) -> Evaluation:
