@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from contextlib import contextmanager
 
 
@@ -12,11 +13,17 @@ def logged(path: str):
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with open(path, "a") as log:
+    with open(path, "w") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
             yield
+        except SystemExit:
+            raise
+        except BaseException:
+            # into the log, not the terminal: the traceback belongs with the job that failed
+            traceback.print_exc()
+            raise SystemExit(f"failed; see {path}") from None
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
