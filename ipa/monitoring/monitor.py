@@ -4,7 +4,8 @@ IPA reads the per-second rate of the router's request counter (fact 23). Here th
 of ``ipa_router_requests_total`` over the window come back from one range-vector query and are
 differenced per whole second, so each second's count is exact up to the 1-s scrape delay.
 Anything that is not clean data (Prometheus unreachable, an error, a gap in the samples, NaN)
-gives ``None``: the adapter then keeps its configuration rather than act on a hole.
+gives ``None``: the adapter then keeps its configuration rather than act on a hole. After an
+outage the reading restarts from the first fresh sample (a shorter history, as at a run's start).
 """
 from __future__ import annotations
 
@@ -97,12 +98,13 @@ class PrometheusMonitor:
             return None
         per: list[tuple[int, list[float]]] = []
         for pts in series:
-            newest = pts[-1][0]
-            gaps = [b[0] - a[0] for a, b in zip(pts, pts[1:]) if b[0] >= first - 1]
-            if now - newest > MAX_GAP_S or any(g > MAX_GAP_S for g in gaps):
-                self._unavailable(f"gap in {self.metric} samples (newest {now - newest:.1f}s old)")
+            if now - pts[-1][0] > MAX_GAP_S:
+                self._unavailable(f"no fresh samples of {self.metric} (newest {now - pts[-1][0]:.1f}s old)")
                 return None
-            # seconds before the series' first sample (start of the run) are left out, not guessed
+            # after a gap (Prometheus was down), only the seconds since it came back are known:
+            # the reading is shorter, never filled with guesses or the gap's lump sum
+            cut = max((i for i in range(1, len(pts)) if pts[i][0] - pts[i - 1][0] > MAX_GAP_S), default=0)
+            pts = pts[cut:]
             start = max(first, math.ceil(pts[0][0]) + 1)
             counts = per_second_counts(pts, start, last) if start <= last else []
             if counts is None:
@@ -111,6 +113,9 @@ class PrometheusMonitor:
             per.append((start, counts))
         common = max(s for s, _ in per)
         total = [sum(c[common - s + j] for s, c in per) for j in range(last - common + 1)]
+        if not total:
+            self._unavailable("no whole second of fresh samples yet")
+            return None
         if self.unavailable_since is not None:
             self._note(f"Prometheus data back after {now - self.unavailable_since:.1f}s")
             self.unavailable_since = None

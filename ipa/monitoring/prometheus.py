@@ -91,7 +91,10 @@ class PrometheusServer:
         target discovery updates every 5 s), and a run must not start while its counters are
         unobserved: the first seconds would have no baseline."""
         want = sum(len(ports) for ports in self.targets.values())
-        url = f"{self.url}/api/v1/query?query=up"
+        # timestamp(up == 1): when each target was last scraped successfully, so that samples a
+        # previous Prometheus process left in the TSDB do not count
+        url = f"{self.url}/api/v1/query?query=timestamp%28up%20%3D%3D%201%29"
+        started = time.time()
         deadline = time.monotonic() + timeout_s
         up = 0
         while time.monotonic() < deadline:
@@ -101,7 +104,8 @@ class PrometheusServer:
                 with urllib.request.urlopen(url, timeout=2) as r:
                     result = json.loads(r.read())["data"]["result"]
                 mine = {f"{self.host}:{p}" for ports in self.targets.values() for p in ports.values()}
-                up = sum(1 for s in result if s["value"][1] == "1" and s["metric"].get("instance") in mine)
+                up = sum(1 for s in result if float(s["value"][1]) >= started - 0.5
+                         and s["metric"].get("instance") in mine)
                 if up >= want:
                     return
             except (OSError, ValueError, KeyError):

@@ -55,6 +55,13 @@ def _pdeathsig() -> None:  # runs in the child between fork and exec
         _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _long_lived_thread() -> bool:
+    """PR_SET_PDEATHSIG fires when the forking *thread* ends, so it is only safe from the main
+    thread and the supervisor; children forked elsewhere rely on process groups and atexit."""
+    t = threading.current_thread()
+    return t is threading.main_thread() or t.name == "ipa-supervisor"
+
+
 class Child:
     """One managed child process with its log file."""
 
@@ -70,7 +77,8 @@ class Child:
         log = open(self.log_path, "ab")
         env = dict(os.environ, **(self.env or {}))
         self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      env=env, preexec_fn=_pdeathsig, close_fds=True)
+                                      env=env, preexec_fn=_pdeathsig if _long_lived_thread() else os.setpgrp,
+                                      close_fds=True)
         log.close()
         return self
 

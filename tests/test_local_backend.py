@@ -1,0 +1,170 @@
+"""The `local` backend end to end: real processes, real Prometheus, Locust replaying open-loop,
+the adapter loop driving it, and the run folder it produces."""
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from ipa.adapter import AdapterLoop
+from ipa.adapter.loop import DECIDED, NO_DATA
+from ipa.backends.local import LocalBackend, make_backend
+from ipa.errors import ConfigError
+from ipa.pipelines import Pipeline, load_catalogue
+from ipa.pipelines.catalogue import DATA
+from ipa.pipelines.profiles import PROFILE_COLUMNS, read_profile_csv
+from ipa.policies import make_policy
+from ipa.predictors import make_predictor
+from ipa.runs.experiment import RunSpec, execute
+
+pytestmark = pytest.mark.live
+
+
+def _children_of_me() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def test_unknown_options_and_modes_are_refused():
+    with pytest.raises(ConfigError, match="unknown option"):
+        make_backend(colour="blue")
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        make_backend(mode="fast")
+
+
+def test_ipa_run_on_the_local_backend_writes_a_complete_run_folder(tiny_files, tmp_path):
+    pipelines, variants, profiles = tiny_files
+    pipeline = Pipeline(load_catalogue(pipelines, variants).pipeline("tiny-video"), read_profile_csv(profiles))
+    before = _children_of_me()
+    out = tmp_path / "run"
+    execute(RunSpec(pipeline="tiny-video", policy="ipa", workload="constant-6", predictor="reactive",
+                    backend="local", duration_s=15, seed=3), out, pipeline=pipeline, requests=True)
+    summary = json.loads((out / "summary.json").read_text())
+    assert _children_of_me() <= before  # every process the run started has exited
+    assert summary["complete"] and summary["params"]["backend"] == "local"
+    for name in ("timeseries.csv", "decisions.csv", "requests.csv", "summary.json"):
+        assert (out / name).exists(), name
+    # conservation from the run's own records
+    req = pd.read_csv(out / "requests.csv")
+    assert summary["requests_sent"] == len(req) > 60
+    assert summary["requests_sent"] == (summary["requests_completed"] + summary["requests_dropped"]
+                                        + summary["requests_failed"])
+    assert set(req["status"]) <= {"ok", "late", "dropped", "failed"}
+    # the adapter saw real Prometheus data: observed rates near the offered 6 rps
+    dec = pd.read_csv(out / "decisions.csv")
+    later = dec[dec["time_s"] > 0]
+    assert (later["status"] == DECIDED).all()
+    assert later["observed_rps"].between(3, 14).all(), later["observed_rps"].tolist()
+    # a lightly loaded tiny pipeline serves nearly everything on time
+    assert summary["requests_on_time"] >= 0.95 * summary["requests_sent"]
+
+
+def test_load_generator_log_conserves_every_request_and_sends_open_loop(tiny_files, tmp_path, tiny_pipeline):
+    from ipa.configuration import Configuration, StageConfig
+
+    # a pipeline too slow for the load: responses pile up, yet sends stay on schedule
+    slow = Configuration({"detector": StageConfig("det-l", 1, 1, 1), "classifier": StageConfig("cls-s", 1, 1, 1)})
+    backend = LocalBackend(work_dir=str(tmp_path / "work"), load_time_scale=0.1, drain_s=4.0)
+    times = [i * 0.05 for i in range(100)]  # 20 rps for 5 s against ~2.5 rps of capacity
+    backend.start(tiny_pipeline, slow, times)
+    backend.clock.sleep_until(5.0)
+    output = backend.stop()
+    req = output.requests
+    assert len(req) == 100 and sorted(req["id"]) == list(range(100))
+    counts = req["status"].value_counts().to_dict()
+    assert counts.get("dropped", 0) > 20  # the drop limit answered the queue's tail
+    assert sum(counts.values()) == 100
+    lag = (req["sent_s"] - req["intended_s"]).dropna()
+    assert lag.quantile(0.99) < 0.1  # a slow response never delayed the next send
+    latency = req.loc[req["status"].isin(["ok", "late"]), "latency_s"]
+    assert (latency > 0).all()
+    with open(output.extra_files["loadgen_requests.csv"]) as f:
+        assert sum(1 for _ in csv.DictReader(f)) == 100
+    for name in ("prometheus_series.csv", "logs/router.log", "logs/stage-detector.log", "logs/loadgen.log"):
+        assert Path(output.extra_files[name]).exists(), name
+    series = pd.read_csv(output.extra_files["prometheus_series.csv"])
+    assert {"arrivals_total", "queue_length", "cores"} <= set(series["series"])
+
+
+@pytest.mark.reliability
+def test_prometheus_outage_keeps_the_configuration_and_adaptation_resumes(tiny_pipeline, tmp_path):
+    class OutageBackend(LocalBackend):
+        def start(self, *args):
+            super().start(*args)
+            threading.Thread(target=self.outage, daemon=True).start()
+
+        def outage(self):
+            self.clock.sleep_until(4.0)
+            self.stack.prometheus.stop()   # down from 4 s ...
+            self.clock.sleep_until(10.0)
+            self.stack.prometheus.start()  # ... to ~10 s (plus its first scrape)
+
+    backend = OutageBackend(work_dir=str(tmp_path / "work"), load_time_scale=0.1)
+    loop = AdapterLoop(backend, tiny_pipeline, make_policy("ipa", tiny_pipeline), make_predictor("reactive"),
+                       interval_s=3, window_s=30)
+    times = [i / 5 for i in range(5 * 24)]
+    output = loop.run(times, 24.0, 5.0)
+    status = [(r.time_s, r.status) for r in loop.records]
+    assert (6.0, NO_DATA) in status and (9.0, NO_DATA) in status, status
+    # Prometheus is back at ~10 s + its first scrape (~5 s): adaptation resumes and stays resumed
+    resumed = [tt for tt, s in status if tt > 10.0 and s == DECIDED]
+    assert resumed and all(s == DECIDED for tt, s in status if tt >= resumed[0]), status
+    kept = [r for r in loop.records if r.status == NO_DATA]
+    assert all(not r.applied for r in kept)
+    log = Path(output.extra_files["monitor_log.csv"]).read_text()
+    assert "keeps the current configuration" in log and "back after" in log
+    assert len(output.requests) == len(times)
+
+
+REAL_PIPELINE = """
+defaults: {sla_factor: 5, scaling_cap: 4, batching_cap: 2, batch_sizes: [1, 2], drop_limit_factor: 2,
+           alpha: 2, beta: 1, gamma: 0.000001, latency_statistic: p99, predictor_margin: 0.0,
+           accuracy_method: pas, threshold_rps: 1}
+pipelines:
+  video-quick:
+    description: the video pipeline's smallest variants, as tiny models of the same families
+    stages:
+      - {name: detector, task: object_detection, input: {kind: image, height: 640, width: 640},
+         variants: [PekingU/rtdetr_r18vd]}
+      - {name: classifier, task: image_classification, input: {kind: image, height: 224, width: 224},
+         variants: [microsoft/resnet-18]}
+"""
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_real_mode_serves_built_models_end_to_end(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    (tmp_path / "pipelines.yaml").write_text(REAL_PIPELINE)
+    catalogue = load_catalogue(tmp_path / "pipelines.yaml", Path(str(DATA / "variants.csv")))
+    # made-up profiles, generous enough that the quick models meet the SLA on a busy 2-core machine
+    with open(tmp_path / "profiles.csv", "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(PROFILE_COLUMNS)
+        for key, lat in (("PekingU/rtdetr_r18vd@image-640x640", 0.6), ("microsoft/resnet-18@image-224x224", 0.1)):
+            for b in (1, 2):
+                for c in (1, 2):
+                    m = lat * b / c
+                    w.writerow([key, b, c, m, m * 1.5, m, m * 0.1, b / m, 100, 1.0, "measured"])
+    pipeline = Pipeline(catalogue.pipeline("video-quick"), read_profile_csv(tmp_path / "profiles.csv"))
+    before = _children_of_me()
+    out = tmp_path / "run"
+    backend = LocalBackend(mode="real", quick=True, work_dir=str(tmp_path / "work"))
+    loop = AdapterLoop(backend, pipeline, make_policy("ipa", pipeline), make_predictor("reactive"), interval_s=5)
+    times = [0.5 + i * 0.5 for i in range(16)]  # 2 rps for 8 s
+    output = loop.run(times, 9.0, 2.0)
+    assert _children_of_me() <= before
+    req = output.requests
+    assert len(req) == 16
+    assert (req["status"].isin(["ok", "late"])).all(), req[["status", "detail"]]
+    log = Path(output.extra_files["logs/stage-detector.log"]).read_text()
+    assert "ready after" in log
+    series = pd.read_csv(output.extra_files["prometheus_series.csv"])
+    assert not series.empty
+    del out
