@@ -29,7 +29,8 @@ Pipeline accuracy:
     combination has all its X at 1, so y is its indicator without being declared integer.
   - ``chain`` (past the limit): the running product p_s = p_(s-1) * acc(variant of s), with
     w_s_v = X_s,v * p_(s-1) linearised exactly (McCormick with a binary factor: ``w <= U X``,
-    ``w <= p``, ``w >= p - U (1 - X)``, ``w >= 0``, U an upper bound of p_(s-1)), and
+    ``w >= L X``, ``w <= p - L (1 - X)``, ``w >= p - U (1 - X)``, with [L, U] the range of
+    p_(s-1): the full McCormick envelope), and
     p_s = sum_v acc_v w_s_v. No approximation error: with X binary the four inequalities force
     w = X p. It needs sum(variants) extra columns instead of prod(variants).
 
@@ -126,17 +127,19 @@ class Model:
             self.lp += pulp.lpSum(y for y, _ in terms) == 1, "one_combination"
             return pulp.lpSum(value * y for y, value in terms)
         product = pulp.lpSum(accuracy[0][v] * X for v, X in indicators[0].items())
-        bound = max(accuracy[0].values())
+        low, high = min(accuracy[0].values()), max(accuracy[0].values())
         for si in stages[1:]:
             ws = []
             for k, (v, X) in enumerate(indicators[si].items()):
-                w = self.lp.add_variable(f"w_{si}_{k}", 0, bound)
-                self.lp += w <= bound * X, f"w_le_x_{si}_{k}"
-                self.lp += w <= product, f"w_le_p_{si}_{k}"
-                self.lp += w >= product - bound * (1 - X), f"w_ge_{si}_{k}"
+                w = self.lp.add_variable(f"w_{si}_{k}", 0, high)
+                self.lp += w <= high * X, f"w_le_x_{si}_{k}"
+                self.lp += w >= low * X, f"w_ge_x_{si}_{k}"
+                self.lp += w <= product - low * (1 - X), f"w_le_p_{si}_{k}"
+                self.lp += w >= product - high * (1 - X), f"w_ge_p_{si}_{k}"
                 ws.append(accuracy[si][v] * w)
             product = pulp.lpSum(ws)
-            bound *= max(accuracy[si].values())
+            low *= min(accuracy[si].values())
+            high *= max(accuracy[si].values())
         return product
 
     # -- reading back ----------------------------------------------------------------------------
