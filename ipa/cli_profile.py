@@ -1,0 +1,113 @@
+"""``ipa profile``: measure the catalogue's model variants on this machine.
+
+Writes one measurement file per profile key (``<out>/<slug>.json``) and reassembles the
+profile table (``profiles.csv`` beside ``<out>``) after each key. Resumable: keys with a file
+are skipped unless ``--force``. torch and transformers are imported only when measuring.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+from ipa.errors import ConfigError, IpaError
+
+EPILOG = """\
+examples:
+  ipa profile --list                      targets, cheapest first, and which are done
+  ipa profile                             measure every missing key (1-2 h on 2 cores)
+  ipa profile --pipeline video            only the video pipeline's stages
+  ipa profile --variant microsoft/resnet-18 --force
+  ipa profile --quick --out /tmp/q/profiles   tiny configs of the same families (tests)
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``profile`` on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "profile", help="measure latency / memory / load time of the catalogue's variants",
+        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pipeline", action="append", metavar="P",
+                   help="only the stages of pipeline P (repeatable; default: all pipelines)")
+    p.add_argument("--variant", action="append", metavar="NAME",
+                   help="only variant NAME, full id or last part (repeatable; default: all)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="measurement directory (default: the package's data/profiles; with --quick a new "
+                        "temporary directory)")
+    p.add_argument("--csv", type=Path, metavar="FILE",
+                   help="assembled profile table (default: profiles.csv beside --out)")
+    p.add_argument("--reps", type=int, default=5, metavar="N", help="timed repetitions per (batch, threads) (default 5)")
+    p.add_argument("--retries", type=int, metavar="N",
+                   help="re-measure a (batch, threads) block that looks disturbed by other work up to N times, "
+                        "keeping the lowest median (default 1; 0 with --quick)")
+    p.add_argument("--max-wait", type=float, metavar="SECONDS",
+                   help="before each (batch, threads) block, wait up to SECONDS for other processes to leave the "
+                        "cores free (default 10; 0 with --quick)")
+    p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
+                   help="measure each key in a fresh Python process: clean memory baseline, a crash stays "
+                        "confined to its key (default: on; off with --quick)")
+    p.add_argument("--redo-suspect", action="store_true",
+                   help="also re-measure keys whose file has a block still flagged as disturbed by other work")
+    p.add_argument("--force", action="store_true", help="re-measure keys that already have a file")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny configs and inputs of the same families (for tests; never the package data "
+                        "unless --out names it)")
+    p.add_argument("--list", action="store_true", help="print the targets and whether each is done, then exit")
+    p.set_defaults(func=cmd_profile)
+    return p
+
+
+def _out_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
+    from ipa.pipelines.profiles import default_measurement_dir
+
+    if args.out is not None:
+        out = args.out
+    elif args.quick:
+        out = Path(tempfile.mkdtemp(prefix="ipa-profile-quick-")) / "profiles"
+    else:
+        out = default_measurement_dir()
+    csv = args.csv if args.csv is not None else out.parent / "profiles.csv"
+    return out, csv
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    try:
+        return _cmd_profile(args)
+    except IpaError as e:
+        print(f"ipa profile: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from ipa.pipelines.catalogue import load_catalogue
+    from ipa.profiling import TORCH_HINT, torch_available
+    from ipa.profiling.plan import done, select_targets
+
+    if args.reps < 1:
+        raise ConfigError(f"--reps must be >= 1, got {args.reps}")
+    targets = select_targets(load_catalogue(), args.pipeline, args.variant)
+    out, csv = _out_dirs(args)
+    if args.list:
+        status = done(targets, out)
+        print(f"{len(targets)} target(s), {sum(status.values())} done, in {out}")
+        for t in targets:
+            print(f"  {'done' if status[t.key] else 'todo'}  {t.key}  batches {list(t.batches)}  "
+                  f"{t.variant.params_millions:g} M  ({', '.join(t.pipelines)})")
+        return 0
+    if not torch_available():
+        print(TORCH_HINT, file=sys.stderr)
+        return 2
+    from ipa.profiling.runner import run_profile
+
+    command = "ipa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "ipa profile"
+    retries = args.retries if args.retries is not None else (0 if args.quick else 1)
+    if retries < 0:
+        raise ConfigError(f"--retries must be >= 0, got {retries}")
+    isolate = args.isolate if args.isolate is not None else not args.quick
+    if args.max_wait is not None and args.max_wait < 0:
+        raise ConfigError(f"--max-wait must be >= 0, got {args.max_wait}")
+    result = run_profile(targets, out, csv, reps=args.reps, force=args.force, quick=args.quick, retries=retries,
+                         max_wait_s=args.max_wait, isolate=isolate, redo_suspect=args.redo_suspect, command=command)
+    return 1 if result["failed"] else 0
