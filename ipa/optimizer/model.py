@@ -47,7 +47,7 @@ from ipa.optimizer.problem import (Option, Problem, allowed_options, option_late
                                    stage_changes)
 
 # Past a few dozen combinations the chain is faster with both solvers (benchmarks/solver/README.md:
-# 729 combinations take 0.3-2 s as combinations, 20-30 ms as a chain); below, the two are on par.
+# 729 combinations took 0.2-1.7 s as combinations, 15-17 ms as a chain); below, the two are on par.
 COMBINATION_LIMIT = 32
 
 Candidate = tuple[int, Option, int]  # (index into the stage's options, option, replicas)
