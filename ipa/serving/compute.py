@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -33,9 +34,11 @@ class EmulatedCompute:
         return math.exp(self.rng.gauss(mu, sigma)) if sigma > 0 else math.exp(mu)
 
     async def run(self, k: int) -> float:
-        latency = self.sample_latency(k)
-        await asyncio.sleep(latency)
-        return latency
+        """Hold the replica for a drawn latency; returns the time it was really held (the event
+        loop wakes a little late under load: that lateness is the replica's, not the router's)."""
+        t = time.perf_counter()
+        await asyncio.sleep(self.sample_latency(k))
+        return time.perf_counter() - t
 
     def unload(self) -> None:
         pass

@@ -41,10 +41,11 @@ def log(msg: str) -> None:
 
 
 class Item:
-    __slots__ = ("id", "row", "arrived", "enqueued", "future")
+    __slots__ = ("id", "row", "arrived", "enqueued", "future", "compute_s")
 
     def __init__(self, rid: str, row: list, arrived: float, future: asyncio.Future):
         self.id, self.row, self.arrived, self.enqueued, self.future = rid, row, arrived, arrived, future
+        self.compute_s = 0.0  # time its batches spent on replicas, summed over stages
 
 
 class StageQueue:
@@ -159,9 +160,11 @@ class Router:
             rows = v2.output_tensor(doc).rows()
             if len(rows) != len(batch):
                 raise v2.V2Error("stage-failure", f"stage {q.name} answered {len(rows)} rows for {len(batch)}")
-            ready = doc.get("parameters", {}).get("ready_replicas")
+            params = doc.get("parameters") or {}
+            ready = params.get("ready_replicas")
             if isinstance(ready, int):
                 q.capacity = ready
+            compute_s = float(params.get("compute_s") or 0.0)
         except (v2.V2Error, ValueError, KeyError, TypeError) as e:
             for it in batch:
                 self.m_failures.inc(stage=q.name)
@@ -170,6 +173,7 @@ class Router:
             nxt = self.queues[q.index + 1] if q.index + 1 < len(self.queues) else None
             for it, row in zip(batch, rows):
                 it.row = row
+                it.compute_s += compute_s
                 if nxt is None:
                     self._finish(it, "ok", row)
                 else:
@@ -298,7 +302,7 @@ class Router:
             latency = time.monotonic() - arrived
             self.m_latency.observe(latency, pipeline=p)
             return v2.infer_response(p, v2.Tensor("output", (1, len(payload)), "FP32", payload), rid,
-                                     {"latency_s": latency})
+                                     {"latency_s": latency, "compute_s": item.compute_s})
         return v2.error("drop-limit-violation" if outcome == "dropped" else "stage-failure", payload)
 
     def start_polling(self) -> None:
