@@ -120,6 +120,8 @@ validate_config(config)
 # declares `resources: cluster=1`; this keeps the guarantee when no profile is loaded.
 if "cluster" not in workflow.global_resources:
     workflow.register_resource("cluster", 1)
+# Snakemake caps a job's threads at --cores: a live run takes the whole machine.
+LIVE_THREADS = 1024
 
 
 # --- the run-folder layout ---------------------------------------------------------------------

@@ -28,7 +28,8 @@ rule run_sim:
 
 rule run_live:
     """One live run: real processes (local) or a cluster (kubernetes). Live runs never overlap:
-    each holds the one `cluster` resource."""
+    each holds the one `cluster` resource. It also takes every core, so that no simulation
+    competes with the live processes for the CPU and distorts what the run measures."""
     input:
         profiles="results/profiles/profiles.csv",
         catalogue="results/catalogue/{weights}/pipelines.yaml",
@@ -42,6 +43,7 @@ rule run_live:
         requests=True,
         interval_s=config["interval_s"],
         solver=config["solver"],
+    threads: LIVE_THREADS
     resources:
         cluster=1,
     log:
