@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = (
     "ipa.cli_run",
     "ipa.cli_cluster",
     "ipa.cli_serve",
+    "ipa.cli_quality",
 )
 
 

@@ -6,19 +6,20 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Callable
 
 from ipa.adapter import AdapterLoop, first_interval_peak
-from ipa.backends.registry import BACKENDS, make_backend
+from ipa.backends.registry import BACKENDS, LIVE_BACKENDS, backend_options, check_backend_options, make_backend
 from ipa.errors import ConfigError
-from ipa.runs.folder import check_out_dir, write_run_folder
+from ipa.runs.folder import WORK_DIR, check_out_dir, write_run_folder
 from ipa.runs.tables import build_tables
 
 DEFAULT_PREDICTOR = "lstm"  # all systems use the paper's LSTM (fact 31)
@@ -41,6 +42,8 @@ class RunSpec:
     duration_s: int | None = None
     arrivals: str = "poisson"
     solver: str = "cbc"
+    # make_backend's options (e.g. local: mode, quick); strings are typed by its signature
+    backend_options: dict = field(default_factory=dict)
 
 
 def _check_names(spec: RunSpec) -> None:
@@ -62,6 +65,7 @@ def _check_names(spec: RunSpec) -> None:
         raise ConfigError(f"--interval must be a whole number of seconds >= 1, got {spec.interval_s!r}")
     if spec.duration_s is not None and (int(spec.duration_s) != spec.duration_s or spec.duration_s < 1):
         raise ConfigError(f"--duration must be a whole number of seconds >= 1, got {spec.duration_s!r}")
+    check_backend_options(spec.backend, spec.backend_options)
 
 
 def _load_workload(spec: RunSpec):
@@ -89,6 +93,7 @@ def run_params(spec: RunSpec, pipeline, workload) -> dict[str, Any]:
     p = pipeline.params
     params = asdict(spec)
     params.update({
+        "backend_options": check_backend_options(spec.backend, spec.backend_options),  # typed
         "workload": spec.workload if spec.workload is not None else f"trace:{Path(spec.trace).name}",
         "trace_sha256": _sha256_file(spec.trace) if spec.trace is not None else None,
         "duration_s": workload.duration_s,
@@ -123,10 +128,13 @@ def _git(*args: str) -> str | None:
 
 
 def execute(spec: RunSpec, out_dir: str | Path, *, force: bool = False, requests: bool = False,
-            pipeline=None, progress: Callable | None = None, argv: list[str] | None = None) -> dict[str, Any]:
+            pipeline=None, progress: Callable | None = None, argv: list[str] | None = None,
+            predictor=None) -> dict[str, Any]:
     """Run one experiment and write its folder; returns the summary. ``pipeline`` replaces the
-    catalogue's pipeline of that name (tests, user catalogues). Nothing is written unless the
-    run finishes; an output folder holding another run is refused before anything runs."""
+    catalogue's pipeline of that name (tests, user catalogues); ``predictor`` (an object with
+    ``name`` and ``predict``) replaces ``spec.predictor``, and its name is what the run records.
+    Nothing is written unless the run finishes; an output folder holding another run is refused
+    before anything runs."""
     from ipa.pipelines import load_pipeline
     from ipa.policies import make_policy
     from ipa.predictors import make_predictor
@@ -138,18 +146,36 @@ def execute(spec: RunSpec, out_dir: str | Path, *, force: bool = False, requests
         raise ConfigError(f"the given pipeline is {pipeline.name!r}, the spec names {spec.pipeline!r}")
     workload = _load_workload(spec)
     params = run_params(spec, pipeline, workload)
-    check_out_dir(Path(out_dir), params, force)
+    if predictor is not None:
+        params["predictor"] = predictor.name
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir, params, force)
 
-    predictor = make_predictor(spec.predictor)
+    if predictor is None:
+        predictor = make_predictor(spec.predictor)
     policy = make_policy(spec.policy, pipeline, solver=spec.solver,
                          mean_rate_rps=max(float(workload.rates.mean()), 1e-3))
-    backend = make_backend(spec.backend, seed=spec.seed)
+    options = dict(params["backend_options"], seed=spec.seed)
+    work = out_dir / WORK_DIR
+    if "work_dir" in backend_options(spec.backend):
+        # the backend's scratch space lives in the run folder, not in /tmp: nothing to clean up
+        # elsewhere, and a failed run leaves its logs where its results would have been
+        shutil.rmtree(work, ignore_errors=True)  # a failed earlier attempt's
+        work.mkdir(parents=True)
+        options["work_dir"] = str(work)
+    backend = make_backend(spec.backend, **options)
     send_times = workload.send_times(spec.seed, spec.arrivals)
     started_wall, started = datetime.now(timezone.utc), time.perf_counter()
     loop = AdapterLoop(backend, pipeline, policy, predictor, interval_s=spec.interval_s, progress=progress)
-    output = loop.run(send_times, workload.duration_s, first_interval_peak(send_times, spec.interval_s))
+    try:
+        output = loop.run(send_times, workload.duration_s, first_interval_peak(send_times, spec.interval_s))
+    except Exception as e:
+        if (work / "logs").is_dir():
+            e.add_note(f"the run's logs are in {work / 'logs'}")
+        raise
     wall_s = time.perf_counter() - started
-    tables = build_tables(pipeline, output, loop.records, workload.duration_s, params, with_requests=requests)
+    tables = build_tables(pipeline, output, loop.records, workload.duration_s, params,
+                          with_requests=requests or spec.backend in LIVE_BACKENDS)
     tables["summary"]["versions"] = _versions()
     tables["summary"]["git_revision"] = _git("rev-parse", "HEAD")
     meta = {
@@ -160,5 +186,6 @@ def execute(spec: RunSpec, out_dir: str | Path, *, force: bool = False, requests
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpus": os.cpu_count(), "hostname": platform.node()},
     }
-    write_run_folder(Path(out_dir), tables, meta)
+    write_run_folder(out_dir, tables, meta, output.extra_files)
+    shutil.rmtree(work, ignore_errors=True)
     return tables["summary"]
