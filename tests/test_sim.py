@@ -86,6 +86,18 @@ def test_partial_batch_latency_is_interpolated_between_profiled_batches(tiny_pip
     assert math.exp(params[3][0]) == pytest.approx((prof.rows[2].latency_p50_s + prof.rows[4].latency_p50_s) / 2)
 
 
+def test_extrapolation_past_the_profiled_batches_never_falls():
+    # a noisy profile whose batch-2 latency is below batch 1 must not extrapolate to <= 0 at batch 8
+    from ipa.pipelines.pipeline import StageProfile
+    from ipa.pipelines.profiles import ProfileRow
+    row = lambda b, lat: ProfileRow("k", b, 1, lat, lat * 1.2, lat, 0.0, b / lat, 1.0, 1.0, "measured")
+    prof = StageProfile("s", "v", 0.5, 1.0, 1, True, {1: row(1, 0.30), 2: row(2, 0.10)})
+    params = batch_latency_params(prof, 8)
+    medians = [math.exp(mu) for mu, _ in params[1:]]
+    assert all(m > 0 for m in medians)
+    assert medians[2:] == [pytest.approx(0.10)] * 6  # held at the last profiled value
+
+
 # --- queueing, batching, drops ------------------------------------------------------------
 
 def test_fifo_service_times_are_exact_with_a_degenerate_distribution(exact_pipeline):

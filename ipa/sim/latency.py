@@ -34,11 +34,13 @@ def _interpolate(points: list[tuple[int, float]], batch: int) -> float:
     for (b0, v0), (b1, v1) in zip(points, points[1:]):
         if b0 <= batch <= b1:
             return v0 + (v1 - v0) * (batch - b0) / (b1 - b0)
-    # Above the largest profiled batch: extrapolate the last segment (or proportionally).
+    # Above the largest profiled batch: extrapolate the last segment (or proportionally). A
+    # noisy profile can make that segment fall; more work never takes less time, so the
+    # extrapolation never goes below the last profiled value.
     if len(points) == 1:
         return points[-1][1] * batch / points[-1][0]
     (b0, v0), (b1, v1) = points[-2], points[-1]
-    return v1 + (v1 - v0) * (batch - b1) / (b1 - b0)
+    return max(v1, v1 + (v1 - v0) * (batch - b1) / (b1 - b0))
 
 
 def batch_latency_params(profile: StageProfile, max_batch: int) -> list[tuple[float, float]]:
