@@ -5,6 +5,10 @@
 The folder (docs/architecture.md) is complete when summary.json exists; it is written last,
 only when the run succeeded. An --out folder holding another run is refused; one holding this
 very run (same parameters) is replaced only with --force.
+
+Backend options (`--backend-option KEY=VALUE`, repeatable; `--mode M` is short for
+`--backend-option mode=M`) are the keyword parameters of the backend's ``make_backend``, e.g.
+local: mode, quick, load_time_scale; kubernetes: image, mode, node_host, router_url, ...
 """
 from __future__ import annotations
 
@@ -32,6 +36,11 @@ def add_parser(sub) -> None:
     src.add_argument("--trace", metavar="FILE", help="a `second,rps` CSV of your own")
     p.add_argument("--policy", required=True, help=f"one of {', '.join(POLICIES)}")
     p.add_argument("--backend", default="sim", help=f"one of {', '.join(BACKENDS)} (default sim)")
+    p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE", dest="backend_options",
+                   help="an option of the backend's make_backend, e.g. mode=real, quick=true (repeatable)")
+    p.add_argument("--mode", choices=("emulated", "real"),
+                   help="live backends: emulated (profiled latencies) or real (models run); "
+                        "short for --backend-option mode=M")
     p.add_argument("--predictor", default=DEFAULT_PREDICTOR,
                    help=f"one of {', '.join(PREDICTORS)} (default {DEFAULT_PREDICTOR})")
     p.add_argument("--seed", type=int, default=0, help="seeds the send times and the simulator (default 0)")
@@ -66,6 +75,26 @@ def _pipeline(args):
     return load_pipeline(args.pipeline, catalogue=catalogue, profiles_path=args.profiles_file)
 
 
+def parse_backend_options(pairs: list[str], mode: str | None = None) -> dict[str, str]:
+    """KEY=VALUE strings as a dict (typed later, against the backend's make_backend)."""
+    from ipa.errors import ConfigError
+
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--backend-option {pair!r}: expected KEY=VALUE, e.g. mode=real")
+        if key in out:
+            raise ConfigError(f"--backend-option {key} is given twice")
+        out[key] = value
+    if mode is not None:
+        if "mode" in out and out["mode"] != mode:
+            raise ConfigError(f"--mode {mode} contradicts --backend-option mode={out['mode']}")
+        out["mode"] = mode
+    return out
+
+
 def _progress_printer(quiet: bool):
     last = [time.monotonic()]
 
@@ -83,7 +112,8 @@ def _progress_printer(quiet: bool):
 def run(args) -> int:
     spec = RunSpec(pipeline=args.pipeline, policy=args.policy, workload=args.workload, trace=args.trace,
                    predictor=args.predictor, backend=args.backend, seed=args.seed, interval_s=args.interval,
-                   duration_s=args.duration, arrivals=args.arrivals, solver=args.solver)
+                   duration_s=args.duration, arrivals=args.arrivals, solver=args.solver,
+                   backend_options=parse_backend_options(args.backend_options, args.mode))
     started = time.perf_counter()
     s = execute(spec, args.out, force=args.force, requests=args.requests, pipeline=_pipeline(args),
                 progress=_progress_printer(args.quiet))

@@ -50,6 +50,20 @@ def test_a_user_trace_runs(catalogue_args, tmp_path):
     (["--workload", "bursty", "--backend", "cloud"], "unknown backend 'cloud'; known: sim, local"),
     (["--workload", "bursty", "--duration", "5000"], "longer than the workload"),
     (["--workload", "bursty", "--interval", "0"], "--interval must be"),
+    (["--workload", "bursty", "--backend-option", "colour=blue"],
+     "backend 'sim' has no option 'colour'; its options: scrape_lag_s"),
+    (["--workload", "bursty", "--backend", "local", "--backend-option", "colour=blue"],
+     "backend 'local' has no option 'colour'; its options: mode, quick, load_time_scale"),
+    (["--workload", "bursty", "--backend", "kubernetes", "--backend-option", "imag=x"],
+     "backend 'kubernetes' has no option 'imag'; its options: image, mode, node_host"),
+    (["--workload", "bursty", "--backend-option", "scrape_lag_s=soon"], "option scrape_lag_s='soon' is not a valid float"),
+    (["--workload", "bursty", "--backend", "local", "--backend-option", "quick=maybe"],
+     "option quick='maybe' is not a valid bool"),
+    (["--workload", "bursty", "--backend-option", "seed=3"], "backend option seed is set by --seed"),
+    (["--workload", "bursty", "--backend-option", "scrape_lag_s"], "expected KEY=VALUE"),
+    (["--workload", "bursty", "--backend", "local", "--mode", "real", "--backend-option", "mode=emulated"],
+     "--mode real contradicts --backend-option mode=emulated"),
+    (["--workload", "bursty", "--backend", "local", "--backend-option", "mode=fast"], "mode must be one of"),
 ])
 def test_bad_names_and_values_are_clear_errors(catalogue_args, tmp_path, capsys, args, message):
     out = tmp_path / "run"
@@ -73,6 +87,32 @@ def test_bad_trace_files_are_clear_errors_and_write_nothing(catalogue_args, tmp_
     err = capsys.readouterr().err
     assert str(trace) in err and message in err
     assert not out.exists()
+
+
+def test_backend_options_are_typed_and_recorded_in_the_summary(catalogue_args, tmp_path):
+    out = tmp_path / "run"
+    assert ipa_run(catalogue_args, out, "--workload", "bursty", "--duration", "60",
+                   "--backend-option", "scrape_lag_s=1.5") == 0
+    params = json.loads((out / "summary.json").read_text())["params"]
+    assert params["backend_options"] == {"scrape_lag_s": 1.5}
+    # the option reached the simulator: its monitor lags, so the first readings differ
+    assert ipa_run(catalogue_args, tmp_path / "plain", "--workload", "bursty", "--duration", "60") == 0
+    assert json.loads((tmp_path / "plain" / "summary.json").read_text())["params"]["backend_options"] == {}
+    assert (out / "decisions.csv").read_text() != (tmp_path / "plain" / "decisions.csv").read_text()
+    # a run with other options is another run
+    assert ipa_run(catalogue_args, out, "--workload", "bursty", "--duration", "60", "--force") == 2
+
+
+def test_backend_options_match_each_make_backend():
+    from ipa.backends.registry import backend_options, check_backend_options
+    assert check_backend_options("local", {"mode": "real", "quick": "yes", "load_time_scale": "0.5",
+                                           "drain_s": "none"}) == \
+        {"mode": "real", "quick": True, "load_time_scale": 0.5, "drain_s": None}
+    k8s = check_backend_options("kubernetes", {"router_node_port": "30951", "router_url": "http://h:1",
+                                               "rollout_timeout_s": "60"})
+    assert k8s == {"router_node_port": 30951, "router_url": "http://h:1", "rollout_timeout_s": 60.0}
+    assert set(backend_options("kubernetes")) >= {"seed", "work_dir", "image", "mode", "node_host", "context"}
+    assert "work_dir" not in backend_options("sim")  # the simulator writes nothing of its own
 
 
 def test_a_registered_backend_that_is_not_installed_says_so(catalogue_args, tmp_path, capsys, monkeypatch):

@@ -40,15 +40,26 @@ def test_unknown_options_and_modes_are_refused():
 def test_ipa_run_on_the_local_backend_writes_a_complete_run_folder(tiny_files, tmp_path):
     pipelines, variants, profiles = tiny_files
     pipeline = Pipeline(load_catalogue(pipelines, variants).pipeline("tiny-video"), read_profile_csv(profiles))
+    import tempfile
     before = _children_of_me()
+    temp_before = set(Path(tempfile.gettempdir()).iterdir())
     out = tmp_path / "run"
     execute(RunSpec(pipeline="tiny-video", policy="ipa", workload="constant-6", predictor="reactive",
-                    backend="local", duration_s=15, seed=3), out, pipeline=pipeline, requests=True)
+                    backend="local", duration_s=15, seed=3, backend_options={"load_time_scale": "0.5"}),
+            out, pipeline=pipeline)  # requests.csv without asking: a live run's evidence
     summary = json.loads((out / "summary.json").read_text())
     assert _children_of_me() <= before  # every process the run started has exited
     assert summary["complete"] and summary["params"]["backend"] == "local"
-    for name in ("timeseries.csv", "decisions.csv", "requests.csv", "summary.json"):
-        assert (out / name).exists(), name
+    assert summary["params"]["backend_options"] == {"load_time_scale": 0.5}
+    for name in ("timeseries.csv", "decisions.csv", "requests.csv", "summary.json", "loadgen_requests.csv",
+                 "prometheus_series.csv", "monitor_log.csv", "process_events.csv", "logs/router.log",
+                 "logs/stage-detector.log", "logs/stage-classifier.log", "logs/loadgen.log", "logs/prometheus.log"):
+        assert (out / name).is_file(), name
+    assert "serving on http://127.0.0.1" in (out / "logs" / "router.log").read_text()
+    # the backend worked inside the run folder and its scratch space is gone; nothing left in /tmp
+    assert not (out / ".work").exists()
+    assert {p.name for p in set(Path(tempfile.gettempdir()).iterdir()) - temp_before
+            if p.name.startswith("ipa-")} == set()
     # conservation from the run's own records
     req = pd.read_csv(out / "requests.csv")
     assert summary["requests_sent"] == len(req) > 60

@@ -135,6 +135,55 @@ def test_a_failed_run_leaves_no_summary(tmp_path, tiny_run, monkeypatch):
     assert not (tmp_path / "x" / "summary.json").exists()
 
 
+def _tables_of(folder):
+    """The tables of a written run folder, as write_run_folder takes them."""
+    import csv
+    read = lambda name: list(csv.reader(open(folder / name)))[1:]  # noqa: E731
+    return {"timeseries": read("timeseries.csv"), "decisions": read("decisions.csv"),
+            "decision_times": read("decision_times.csv"), "requests": read("requests.csv"),
+            "summary": {k: v for k, v in json.loads((folder / "summary.json").read_text()).items() if k != "complete"}}
+
+
+def test_extra_files_are_copied_in_and_an_older_runs_extras_do_not_survive(tiny_run, tmp_path):
+    from ipa.runs.folder import write_run_folder
+    _, base = tiny_run
+    tables = _tables_of(base / "a")
+    src = tmp_path / "work"
+    (src / "logs").mkdir(parents=True)
+    (src / "logs" / "router.log").write_text("router says hi\n")
+    (src / "series.csv").write_text("t,v\n0,1\n")
+    out = tmp_path / "run"
+    write_run_folder(out, tables, {}, {"logs/router.log": str(src / "logs" / "router.log"),
+                                       "prometheus_series.csv": str(src / "series.csv")})
+    assert (out / "logs" / "router.log").read_text() == "router says hi\n"
+    assert (out / "prometheus_series.csv").read_text() == "t,v\n0,1\n"
+    assert check_out_dir(out, json.loads((out / "summary.json").read_text())["params"], force=True) == "replace-same"
+    # the same run again, this time with no extras: the old ones go
+    write_run_folder(out, tables, {}, {"monitor_log.csv": str(src / "series.csv")})
+    assert not (out / "logs").exists() and not (out / "prometheus_series.csv").exists()
+    assert (out / "monitor_log.csv").exists()
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "logs/../../escape.log", "logs/a/b.log", "logs/"])
+def test_an_extra_file_without_a_place_in_the_format_is_refused_before_writing(tiny_run, tmp_path, name):
+    from ipa.runs.folder import write_run_folder
+    _, base = tiny_run
+    src = tmp_path / "f.txt"
+    src.write_text("x")
+    with pytest.raises(IpaError, match="extra file"):
+        write_run_folder(tmp_path / "run", _tables_of(base / "a"), {}, {name: str(src)})
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_failed_live_runs_folder_keeps_its_logs_and_can_be_rerun(tmp_path):
+    out = tmp_path / "run"
+    (out / ".work" / "logs").mkdir(parents=True)
+    (out / "logs").mkdir()
+    (out / "loadgen_requests.csv").write_text("")
+    assert check_out_dir(out, {}, force=False) == "replace-incomplete"
+
+
 def test_run_params_identify_the_data(tiny_run):
     pipeline, _ = tiny_run
     from ipa.workloads import load_workload
