@@ -2,7 +2,7 @@
 # The minikube equivalent of cluster/up.sh: start a profile, build the image inside it, load
 # Prometheus' image, wait until ready, and print the node address the NodePorts answer on.
 # Environment: IPA_MINIKUBE_PROFILE (default ipa), IPA_MINIKUBE_CPUS (default 8),
-# IPA_MINIKUBE_MEMORY (default 16g), IPA_MINIKUBE_DRIVER (default docker), IPA_K8S_IMAGE, WITH_TORCH.
+# IPA_MINIKUBE_MEMORY (default 16g), IPA_MINIKUBE_DRIVER (default docker), IPA_K8S_IMAGE (the image tag to build), WITH_TORCH.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
@@ -38,9 +38,10 @@ node_ip="$(minikube -p "$profile" ip)"
 cat <<MSG
 minikube profile '$profile' is ready.
   kubectl config use-context $profile
-  export IPA_K8S_IMAGE=$image IPA_K8S_NODE_HOST=$node_ip
-  ipa run ... --backend kubernetes   # router on $node_ip:30950, Prometheus on $node_ip:30990
+  ipa run ... --backend kubernetes --backend-option image=$image --backend-option node_host=$node_ip
+                                     # router on $node_ip:30950, Prometheus on $node_ip:30990
+  IPA_CLUSTER_BACKEND_OPTIONS="image=$image node_host=$node_ip" pytest -m cluster
 On macOS/Windows with the docker driver the node address is not routable from the host: run
-'kubectl port-forward' for svc/router and svc/prometheus in the run's namespace and set
-IPA_K8S_ROUTER_URL / IPA_K8S_PROMETHEUS_URL instead.
+'kubectl port-forward' for svc/router and svc/prometheus in the run's namespace and pass
+--backend-option router_url=... --backend-option prometheus_url=... instead.
 MSG

@@ -3,7 +3,7 @@
 # and wait until the node and cluster DNS are ready.
 #   cluster/up.sh                 emulated-mode image (small)
 #   WITH_TORCH=1 cluster/up.sh    image that can also run real models
-# Environment: IPA_KIND_CLUSTER (default ipa), IPA_K8S_IMAGE (default ipa-bench:dev).
+# Environment: IPA_KIND_CLUSTER (default ipa), IPA_K8S_IMAGE (the image tag to build, default ipa-bench:dev).
 # Prometheus itself is created per run, inside the run's namespace (see cluster/README.md).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -37,7 +37,7 @@ cpus="$(kubectl --context "$context" get nodes -o jsonpath='{.items[0].status.al
 cat <<MSG
 kind cluster '$cluster' is ready (allocatable CPU on the node: $cpus).
   kubectl config use-context $context      # or: export KUBECONFIG=\$(kind get kubeconfig-path) on old kind
-  export IPA_K8S_IMAGE=$image
-  ipa run ... --backend kubernetes        # router on 127.0.0.1:30950, Prometheus on 127.0.0.1:30990
-  pytest -m cluster                       # the live end-to-end test
+  ipa run ... --backend kubernetes --backend-option image=$image
+                                          # router on 127.0.0.1:30950, Prometheus on 127.0.0.1:30990
+  IPA_CLUSTER_BACKEND_OPTIONS="image=$image" pytest -m cluster   # the live end-to-end test
 MSG

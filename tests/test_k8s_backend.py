@@ -180,7 +180,7 @@ class RecordingApiServer:
 class FakeLoad:
     """Stands in for the Locust replay (its own tests live with ipa.loadgen)."""
 
-    def __init__(self, url, send_times, run_dir):
+    def __init__(self, url, send_times, work_dir):
         self.url, self.send_times, self.started, self.finished = url, list(send_times), False, False
 
     def start(self):
@@ -203,7 +203,7 @@ def make_backend(emulator, **settings) -> tuple[KubernetesBackend, dict]:
                     rollout_timeout_s=2.0, endpoint_timeout_s=2.0, delete_timeout_s=2.0)
     backend = KubernetesBackend(
         KubernetesSettings(**{**defaults, **settings}), api=emulator.api(),
-        load_factory=lambda url, times, run_dir: seen.setdefault("load", FakeLoad(url, times, run_dir)),
+        load_factory=lambda url, times, work_dir: seen.setdefault("load", FakeLoad(url, times, work_dir)),
         monitor_factory=lambda url, clock: seen.setdefault("monitor_url", url),
         router_admin=lambda url, pipeline, cfg: seen["router"].append((url, cfg)), run_id="t1")
     return backend, seen
@@ -244,11 +244,13 @@ def test_start_creates_every_object_in_order_then_starts_the_load(emulator, tiny
 
 
 def test_stop_finishes_the_load_and_deletes_the_namespace(emulator, tiny_pipeline, tmp_path):
-    backend, seen = make_backend(emulator, run_dir=tmp_path)
+    from ipa.runs.folder import check_extra_names
+    backend, seen = make_backend(emulator, work_dir=tmp_path)
     backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [0.0])
     ns = backend.namespace
     out = backend.stop()
     assert seen["load"].finished and out.requests == "requests-table"
+    check_extra_names(out.extra_files)  # every pod log has its place in the run folder (logs/)
     deletes = emulator.calls("DELETE")
     assert [d["path"] for d in deletes] == [f"/api/v1/namespaces/{ns}"]
     assert deletes[0]["query"] == {"propagationPolicy": ["Background"]}
@@ -271,7 +273,8 @@ def test_scaling_goes_through_the_scale_subresource(emulator, tiny_pipeline):
     assert p["path"] == f"/apis/apps/v1/namespaces/{backend.namespace}/deployments/stage-classifier/scale"
     assert p["content_type"] == SMP
     assert p["body"] == {"spec": {"replicas": 3}}
-    assert seen["router"] == []  # no batch change, no router call
+    # the router hears of it too: its partial-batch timeouts follow the replica count
+    assert seen["router"] == [(emulator.url, with_stage(initial, "classifier", replicas=3))]
     assert change.completed_at_s is None and "classifier: 1 -> 3 replicas" in change.note
     backend.poll_rollouts()  # the emulator reports the rollout finished
     assert backend.applied[-1].completed_at_s is not None

@@ -114,6 +114,13 @@ def test_serving_specs_round_trip(tiny_pipeline, objects):
     data = next(c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "ipa-spec")["data"]
     router = RouterSpec(**json.loads(data["router.json"]))
     assert router.stages == list(tiny_pipeline.stage_names) and router.host == "0.0.0.0"
+    # each stage is reached through its headless Service (one endpoint per ready pod), and the
+    # pods take their configuration from their Deployment, not from the router
+    ns = next(o for o in objects if o["kind"] == "Namespace")["metadata"]["name"]
+    assert router.stage_endpoints == {s: [f"stage-{s}.{ns}.svc.cluster.local:8000"] for s in tiny_pipeline.stage_names}
+    assert router.configure_stages is False
+    services = {o["metadata"]["name"] for o in by_kind(objects, "Service") if o["spec"].get("clusterIP") == "None"}
+    assert {e[0].split(".")[0] for e in router.stage_endpoints.values()} == services
     for stage in tiny_pipeline.stage_names:
         d = json.loads(data[f"stage-{stage}.json"])
         d["variants"] = {k: VariantSpec(**v) for k, v in d["variants"].items()}

@@ -7,8 +7,10 @@ start
 apply
     replicas through the scale subresource, a variant switch as a rolling update of the stage's
     Deployment (new pods serve only once ready, old ones go after), batch sizes through the
-    router's admin endpoint. API calls are made at once; a watcher thread records when the
-    rollouts finished (``AppliedChange.completed_at_s``) or why they did not.
+    router's admin endpoint, told of every change (the partial-batch timeouts follow the
+    replica count, and the router then resolves the stages' pods again at once). API calls are
+    made at once; a watcher thread records when the rollouts finished
+    (``AppliedChange.completed_at_s``) or why they did not.
 stop
     finish the load, keep the pods' logs, delete the namespace (always, also after errors).
 """
@@ -21,7 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
@@ -73,17 +75,18 @@ class LoadReplay(Protocol):
         """Wait for the replay to end and every request to be accounted; the per-request table."""
 
 
-LoadFactory = Callable[[str, Sequence[float], "Path | None"], LoadReplay]  # (router URL, send times, run dir)
+LoadFactory = Callable[[str, Sequence[float], "Path | None"], LoadReplay]  # (router URL, send times, work dir)
 MonitorFactory = Callable[[str, "WallClock"], Monitor]
 
 
 def post_router_configuration(router_url: str, pipeline: Pipeline, configuration: Configuration,
                               timeout_s: float = 5.0) -> None:
     """The router's admin endpoint (ipa.serving.router): it applies the batch sizes at its next
-    dispatch. Each pod is one replica, so the stage processes are told ``replicas: 1``."""
+    dispatch. On Kubernetes the router does not forward configurations to the pods (their
+    Deployment sets them; RouterSpec.configure_stages is off), so the whole configuration is sent."""
     from ipa.serving.stack import batch_timeouts  # noqa: PLC0415
-    per_pod = {name: {**asdict(cfg), "replicas": 1} for name, cfg in configuration.stages.items()}
-    body = json.dumps({"stages": per_pod, "batch_timeout_s": batch_timeouts(pipeline, configuration)}).encode()
+    body = json.dumps({"stages": configuration.to_dict(),
+                       "batch_timeout_s": batch_timeouts(pipeline, configuration)}).encode()
     request = urllib.request.Request(router_url.rstrip("/") + "/admin/configuration", data=body,
                                      method="POST", headers={"Content-Type": "application/json"})
     try:
@@ -122,6 +125,7 @@ class LocustLoad:
         from ipa.loadgen import LoadGenerator  # noqa: PLC0415 (live extra)
         from ipa.serving.processes import ProcessGroup  # noqa: PLC0415
         self.pipeline, self.clock = pipeline, clock
+        self.files: dict[str, str] = {}  # run-folder name -> path, for RunOutput.extra_files
         self.group = ProcessGroup()
         self.gen = LoadGenerator(self.group, folder, router_url, f"/v2/models/{pipeline.name}/infer",
                                  send_times_s, drain_s=pipeline.drop_limit_s + 5.0)
@@ -133,9 +137,14 @@ class LocustLoad:
     def finish(self):
         from ipa.loadgen import classify  # noqa: PLC0415
         try:
-            return classify(self.gen.wait(), self.pipeline.sla_s)
+            log_csv = self.gen.wait()
+            self.files["loadgen_requests.csv"] = str(log_csv)
+            return classify(log_csv, self.pipeline.sla_s)
         finally:
             self.group.stop()
+            loadgen_log = self.gen.folder / "logs" / "loadgen.log"
+            if loadgen_log.exists():
+                self.files["logs/loadgen.log"] = str(loadgen_log)
 
 
 def wait_http_ok(url: str, timeout_s: float, what: str, poll_s: float = 0.5) -> None:
@@ -176,8 +185,8 @@ class KubernetesSettings:
     seed: int = 0
     kubeconfig: str | None = None
     context: str | None = None
-    run_dir: Path | None = None
-    extra: dict = field(default_factory=dict)
+    # where the load generator's log and the pods' logs go (the run folder's work folder)
+    work_dir: Path | None = None
 
 
 class KubernetesBackend:
@@ -277,12 +286,11 @@ class KubernetesBackend:
 
     def _make_load(self, send_times_s: Sequence[float]) -> LoadReplay:
         if self._load_factory is not None:
-            return self._load_factory(self.router_url, send_times_s, self.settings.run_dir)
-        if self.settings.run_dir is None:
-            import tempfile  # noqa: PLC0415
-            self.settings.run_dir = Path(tempfile.mkdtemp(prefix=f"ipa-k8s-{self.run_id}-"))
-        return LocustLoad(self.router_url, self.pipeline, send_times_s, Path(self.settings.run_dir) / "loadgen",
-                          self.clock)
+            return self._load_factory(self.router_url, send_times_s, self.settings.work_dir)
+        if self.settings.work_dir is None:
+            raise ConfigError("the kubernetes backend needs a work folder for the load generator's log "
+                              "(ipa run gives it one inside the run folder)")
+        return LocustLoad(self.router_url, self.pipeline, send_times_s, Path(self.settings.work_dir), self.clock)
 
     # --- apply ------------------------------------------------------------------------------
     def apply(self, configuration: Configuration) -> AppliedChange:
@@ -303,7 +311,9 @@ class KubernetesBackend:
             elif c.kind == "scale":
                 self.api.scale(self.namespace, name, cfg.replicas)
                 touched.append(name)
-        if any(c.kind == "batch" for c in changes):
+        if changes:
+            # batch sizes, and the partial-batch timeouts that follow the replica count; the
+            # router also looks up the stages' pods again at once
             self._router_admin(self.router_url, self.pipeline, configuration)
         self.current = configuration
         note = "; ".join(f"{c.stage}: {c.detail}" for c in changes) or "no change"
@@ -390,7 +400,7 @@ class KubernetesBackend:
                 self.poll_rollouts()
             except ClusterError as e:
                 log.warning("final rollout check: %s", e)
-            extra = self._save_logs()
+            extra = {**getattr(self._load, "files", {}), **self._save_logs()}
         finally:
             self.teardown()
         with self._lock:
@@ -398,10 +408,10 @@ class KubernetesBackend:
         return RunOutput(requests=requests, applied=applied, extra_files=extra)
 
     def _save_logs(self) -> dict[str, str]:
-        """Every pod's log, into run_dir/k8s-logs/ (the namespace and its logs go at teardown)."""
-        if self.settings.run_dir is None or not self._namespace_created:
+        """Every pod's log, into work_dir/logs/ (the namespace and its logs go at teardown)."""
+        if self.settings.work_dir is None or not self._namespace_created:
             return {}
-        folder = Path(self.settings.run_dir) / "k8s-logs"
+        folder = Path(self.settings.work_dir) / "logs"
         folder.mkdir(parents=True, exist_ok=True)
         out = {}
         try:
@@ -409,7 +419,7 @@ class KubernetesBackend:
                 name = pod["metadata"]["name"]
                 path = folder / f"{name}.log"
                 path.write_text(self.api.pod_log(self.namespace, name))
-                out[f"k8s-logs/{name}.log"] = str(path)
+                out[f"logs/{name}.log"] = str(path)
         except ClusterError as e:
             log.warning("could not save pod logs: %s", e)
         return out
@@ -438,36 +448,23 @@ class KubernetesBackend:
         self._namespace_created = False
 
 
-# `ipa run --backend kubernetes` passes only what every backend takes (the seed); the rest comes
-# from the environment, so the experiment matrix stays backend-neutral.
-ENV_SETTINGS = {
-    "IPA_K8S_IMAGE": ("image", str), "IPA_K8S_MODE": ("mode", str), "IPA_K8S_NODE_HOST": ("node_host", str),
-    "IPA_K8S_ROUTER_URL": ("router_url", str), "IPA_K8S_PROMETHEUS_URL": ("prometheus_url", str),
-    "IPA_K8S_ROLLOUT_TIMEOUT_S": ("rollout_timeout_s", float), "IPA_K8S_CONTEXT": ("context", str),
-    "IPA_K8S_ROUTER_NODE_PORT": ("router_node_port", int),
-    "IPA_K8S_PROMETHEUS_NODE_PORT": ("prometheus_node_port", int),
-}
-
-
-def settings_from_env(environ=None) -> dict:
-    import os  # noqa: PLC0415
-    environ = os.environ if environ is None else environ
-    out = {}
-    for var, (key, kind) in ENV_SETTINGS.items():
-        if environ.get(var):
-            try:
-                out[key] = kind(environ[var])
-            except ValueError:
-                raise ConfigError(f"{var}={environ[var]!r} is not a valid {kind.__name__}") from None
-    return out
-
-
-def make_backend(seed: int = 0, **options) -> KubernetesBackend:
-    known = {f for f in KubernetesSettings.__dataclass_fields__ if f not in ("seed", "extra")}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ConfigError(f"kubernetes backend: unknown option(s) {unknown}; known: seed, {', '.join(sorted(known))}")
-    settings = KubernetesSettings(**{**settings_from_env(), **options}, seed=seed)
-    if settings.mode not in ("emulated", "real"):
-        raise ConfigError(f"kubernetes backend: mode must be 'emulated' or 'real', not {settings.mode!r}")
+def make_backend(seed: int = 0, work_dir: str | None = None, image: str = KubernetesSettings.image,
+                 mode: str = KubernetesSettings.mode, node_host: str = KubernetesSettings.node_host,
+                 router_node_port: int = KubernetesSettings.router_node_port,
+                 prometheus_node_port: int = KubernetesSettings.prometheus_node_port,
+                 router_url: str | None = None, prometheus_url: str | None = None,
+                 namespace_prefix: str = KubernetesSettings.namespace_prefix,
+                 rollout_timeout_s: float = KubernetesSettings.rollout_timeout_s,
+                 endpoint_timeout_s: float = KubernetesSettings.endpoint_timeout_s,
+                 delete_timeout_s: float = KubernetesSettings.delete_timeout_s,
+                 kubeconfig: str | None = None, context: str | None = None) -> KubernetesBackend:
+    """The options `ipa run --backend kubernetes --backend-option KEY=VALUE` takes (cluster/README.md)."""
+    if mode not in ("emulated", "real"):
+        raise ConfigError(f"kubernetes backend: mode must be 'emulated' or 'real', not {mode!r}")
+    settings = KubernetesSettings(
+        image=image, mode=mode, node_host=node_host, router_node_port=router_node_port,
+        prometheus_node_port=prometheus_node_port, router_url=router_url, prometheus_url=prometheus_url,
+        namespace_prefix=namespace_prefix, rollout_timeout_s=rollout_timeout_s, endpoint_timeout_s=endpoint_timeout_s,
+        delete_timeout_s=delete_timeout_s, seed=seed, kubeconfig=kubeconfig, context=context,
+        work_dir=Path(work_dir) if work_dir else None)
     return KubernetesBackend(settings)

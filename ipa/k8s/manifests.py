@@ -30,6 +30,9 @@ RUN_LABEL = "ipa-bench.io/run"
 VARIANT_ANNOTATION = "ipa-bench.io/variant"  # the exact variant name ('/' is not allowed in labels)
 
 SERVER_PORT = 8000
+# A stage pod told to stop keeps serving this long while reporting no ready replica, so the router
+# (which polls every 0.1 s) stops sending to it before it goes; well inside the grace period.
+STAGE_DRAIN_S = 2
 ROUTER_PORT = 8080
 PORT_NAME = "http"  # the port Prometheus scrapes (/metrics) on every pod of ours
 READY_PATH = "/v2/health/ready"
@@ -196,7 +199,7 @@ def server_args(stage: str) -> list[str]:
     # $(VAR) is expanded by the kubelet from the container's env, so a switch patches env only.
     config = '{"variant":"$(IPA_VARIANT)","batch":$(IPA_BATCH),"replicas":1,"cores":$(IPA_CORES)}'
     return ["--spec", f"{SPEC_DIR}/{stage_spec_file(stage)}", "--config", config,
-            "--host", "0.0.0.0", "--port", str(SERVER_PORT)]
+            "--host", "0.0.0.0", "--port", str(SERVER_PORT), "--drain-s", str(STAGE_DRAIN_S)]
 
 
 def _spec_volume() -> tuple[dict, dict]:

@@ -11,7 +11,7 @@ import yaml
 from ipa.configuration import Configuration, StageConfig
 from ipa.errors import ConfigError
 from ipa.k8s.manifests import (SERVER_PORT, ClusterOptions, namespace, router_deployment, router_service,
-                               spec_configmap, stage_deployment, stage_service, stage_spec_file)
+                               spec_configmap, stage_deployment, stage_host, stage_service, stage_spec_file)
 from ipa.k8s.prometheus import prometheus_objects
 from ipa.pipelines.pipeline import Pipeline
 
@@ -52,18 +52,20 @@ def cheapest_configuration(pipeline: Pipeline) -> Configuration:
     return Configuration(stages)
 
 
-def spec_files(pipeline: Pipeline, configuration: Configuration, mode: str, seed: int = 0) -> dict[str, str]:
+def spec_files(pipeline: Pipeline, configuration: Configuration, options: ClusterOptions) -> dict[str, str]:
     """The JSON specs the serving processes read (the same the local backend writes to disk).
 
-    The router binds ``host`` and, today, also reaches every stage at ``host``: see
-    cluster/README.md ("Known gap") for what it needs to reach stage Services instead."""
+    The router listens on every interface of its pod and reaches each stage through the stage's
+    headless Service: the name resolves to every ready pod, each pod is one endpoint with one
+    replica, and the pods take their variant from their Deployment, not from the router."""
     from ipa.serving.spec import RouterSpec, stage_specs  # noqa: PLC0415
     from ipa.serving.stack import batch_timeouts  # noqa: PLC0415
     files = {stage_spec_file(name): json.dumps(asdict(spec), indent=1)
-             for name, spec in stage_specs(pipeline, mode, seed=seed).items()}
+             for name, spec in stage_specs(pipeline, options.mode, seed=options.seed).items()}
     router = RouterSpec(pipeline.name, pipeline.sla_s, pipeline.drop_limit_s, list(pipeline.stage_names),
-                        {s: SERVER_PORT for s in pipeline.stage_names}, dict(pipeline.stage_sla_s),
-                        batch_timeouts(pipeline, configuration), "0.0.0.0")
+                        {s: [f"{stage_host(s, options.namespace)}:{SERVER_PORT}"] for s in pipeline.stage_names},
+                        dict(pipeline.stage_sla_s), batch_timeouts(pipeline, configuration),
+                        host="0.0.0.0", configure_stages=False)
     files["router.json"] = json.dumps(asdict(router), indent=1)
     return files
 
@@ -75,7 +77,7 @@ def run_objects(pipeline: Pipeline, configuration: Configuration, options: Clust
     check_configuration(pipeline, configuration)
     objects = [namespace(options, pipeline.name)] if with_namespace else []
     objects += prometheus_objects(pipeline.name, options)
-    objects.append(spec_configmap(pipeline.name, spec_files(pipeline, configuration, options.mode, options.seed), options))
+    objects.append(spec_configmap(pipeline.name, spec_files(pipeline, configuration, options), options))
     for stage, cfg in configuration.stages.items():
         objects.append(stage_service(pipeline.name, stage, options))
         memory = stage_memory(pipeline, stage, cfg.variant, options.mode, options)

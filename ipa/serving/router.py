@@ -6,12 +6,21 @@ configured batch size, or its oldest request has waited ``batch_timeout_s`` (the
 batch leaves; the orchestrator sets it per configuration, as the simulator does). The batch goes to the stage process as one V2 infer call; the rows of the answer
 move on to the next stage's queue, and after the last stage the client gets its answer.
 
+A stage is served by one or more endpoints (``RouterSpec.stage_endpoints``: "host:port" entries;
+a host name is resolved, again every ``RESOLVE_S`` and after each new configuration, and every
+address it resolves to is one endpoint, so a Kubernetes headless Service gives one endpoint per
+ready pod). Each endpoint has its own keep-alive client and reports its ready replicas on
+``GET /admin/status``; the stage's capacity is their sum, and a batch goes to the endpoint with
+the most free replicas (ties in turn), so the queue stays central as in IPA. Locally one stage
+process hosts all of a stage's replicas and is one endpoint.
+
 A request older than the drop limit when it reaches the head of a queue is answered with
-``drop-limit-violation`` instead (IPA's router does the same). A batch whose stage process fails
+``drop-limit-violation`` instead (IPA's router does the same). A batch whose stage endpoint fails
 (connection refused or broken) fails its requests with ``stage-failure``: they are answered and
 counted, never left waiting. New configurations arrive on ``POST /admin/configuration``; batch
-sizes change at the next dispatch and each stage process moves its replicas itself, so nothing
-in flight is lost.
+sizes change at the next dispatch. With ``configure_stages`` (local) the stage processes are
+told the configuration and move their replicas themselves, so nothing in flight is lost; without
+it (Kubernetes) a stage's pods are configured by their Deployment and the router only batches.
 
 Run: ``python -m ipa.serving.router --spec router.json --port P``.
 """
@@ -19,21 +28,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import itertools
 import json
 import signal
+import socket
 import sys
 import time
 from collections import deque
 from dataclasses import asdict
+from typing import Awaitable, Callable
 
 from ipa.configuration import StageConfig
 from ipa.serving import v2
 from ipa.serving.http import Client, HttpError, Request, Response, serve
 from ipa.serving.metrics import BATCH_BUCKETS, CONTENT_TYPE, Registry, latency_buckets
-from ipa.serving.spec import RouterSpec, read_router_spec
+from ipa.serving.spec import RouterSpec, parse_endpoint, read_router_spec
 
-POLL_S = 0.1  # how often stage processes are asked how many replicas are ready
+POLL_S = 0.1  # how often each endpoint is asked how many replicas are ready
+# How often stage host names are resolved again. Kubernetes' DNS answers for a headless Service
+# change when pods become ready or go (CoreDNS caches them a few seconds); a new pod is used
+# from its first resolution, a departed one is no longer chosen once its status says so.
+RESOLVE_S = 1.0
+
+Resolver = Callable[[str], Awaitable[list[str]]]  # host name -> its addresses
 
 
 def log(msg: str) -> None:
@@ -48,26 +66,92 @@ class Item:
         self.compute_s = 0.0  # time its batches spent on replicas, summed over stages
 
 
-class StageQueue:
-    def __init__(self, index: int, name: str, port: int, host: str, timeout_s: float):
-        self.index, self.name, self.timeout_s = index, name, timeout_s
+async def dns_resolve(host: str) -> list[str]:
+    """The addresses of ``host`` (an address resolves to itself without a lookup)."""
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return sorted({info[4][0] for info in infos})
+
+
+class Endpoint:
+    """One server of a stage: a stage process (local) or one pod (Kubernetes)."""
+
+    __slots__ = ("address", "client", "up", "capacity", "inflight", "served", "reported", "pushed", "gone", "poller")
+
+    def __init__(self, host: str, port: int):
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.client = Client(host, port)
+        self.up = False
+        self.capacity = 0  # ready replicas, as the endpoint last said
+        self.inflight = 0  # batches sent to it and not answered yet
+        self.served = 0  # batches it answered
+        self.reported: dict = {}  # its last /admin/status answer
+        self.pushed = False  # has been sent the stage's current configuration
+        self.gone = False  # no longer resolved: finishes its batches, takes no new ones
+        self.poller: asyncio.Task | None = None
+
+
+class StageQueue:
+    def __init__(self, index: int, name: str, addresses: list[str], timeout_s: float):
+        self.index, self.name, self.timeout_s = index, name, timeout_s
+        self.addresses = [parse_endpoint(a) for a in addresses]  # (host, port) as the spec names them
+        self.endpoints: list[Endpoint] = []
+        self.turn = 0  # where the next search for a free endpoint starts (ties go in turn)
         self.items: deque[Item] = deque()
         self.batch = 1
         self.inflight = 0
-        self.capacity = 0  # ready replicas, as the stage process last said
-        self.up = False
         self.config: StageConfig | None = None  # what the stage should run (re-sent after a restart)
-        self.pushed = False
         self.timer: asyncio.TimerHandle | None = None
-        self.reported: dict = {}  # the stage process's last /admin/status answer
+        self.resolve_failed = False
+
+    @property
+    def capacity(self) -> int:
+        return sum(e.capacity for e in self.endpoints if e.up and not e.gone)
+
+    @property
+    def up(self) -> bool:
+        return any(e.up for e in self.endpoints if not e.gone)
+
+    def free_endpoint(self) -> Endpoint | None:
+        """The endpoint with the most free replicas; among equals, the next in turn."""
+        eps = self.endpoints
+        n = len(eps)
+        if n == 1:  # the local case: no search
+            e = eps[0]
+            return e if e.up and e.inflight < e.capacity else None
+        best, best_free, best_k = None, 0, 0
+        for k in range(n):
+            e = eps[(self.turn + k) % n]
+            free = e.capacity - e.inflight
+            if free > best_free and e.up and not e.gone:
+                best, best_free, best_k = e, free, k
+        if best is not None:
+            self.turn = (self.turn + best_k + 1) % n
+        return best
+
+    def reported(self) -> dict:
+        """The stage's replicas as its endpoints report them: one endpoint's answer as it is,
+        several endpoints' summed (variants joined)."""
+        live = [e.reported for e in self.endpoints if e.up and not e.gone and e.reported]
+        if len(self.endpoints) == 1:
+            return self.endpoints[0].reported
+        if not live:
+            return {}
+        out = {k: sum(int(r.get(k, 0)) for r in live)
+               for k in ("ready", "ready_target", "loading", "draining", "busy", "cores", "waiting")}
+        out["variants"] = sorted({v for r in live for v in r.get("variants", [])})
+        out["stage"], out["endpoints"] = self.name, len(live)
+        return out
 
 
 class Router:
-    def __init__(self, spec: RouterSpec):
+    def __init__(self, spec: RouterSpec, resolve: Resolver = dns_resolve):
         self.spec = spec
-        self.queues = [StageQueue(i, name, spec.stage_ports[name], spec.host,
-                                  spec.batch_timeout_s.get(name, 0.0))
+        self.resolve = resolve
+        self.queues = [StageQueue(i, name, spec.stage_endpoints[name], spec.batch_timeout_s.get(name, 0.0))
                        for i, name in enumerate(spec.stages)]
         self.by_name = {q.name: q for q in self.queues}
         self._ids = itertools.count(1)
@@ -91,8 +175,11 @@ class Router:
                                  ("stage",))
         self.m_failures = r.counter("ipa_router_stage_failures_total", "Requests failed by a stage error",
                                     ("stage",))
-        self.m_up = r.gauge("ipa_router_stage_up", "1 while the stage process answers", ("stage",))
-        self.m_ready = r.gauge("ipa_router_stage_ready_replicas", "Ready replicas the stage reports", ("stage",))
+        self.m_up = r.gauge("ipa_router_stage_up", "1 while an endpoint of the stage answers", ("stage",))
+        self.m_ready = r.gauge("ipa_router_stage_ready_replicas", "Ready replicas the stage's endpoints report",
+                               ("stage",))
+        self.m_endpoints = r.gauge("ipa_router_stage_endpoints", "Endpoints (stage processes or pods) answering",
+                                   ("stage",))
         self.m_sla = r.gauge("ipa_router_sla_seconds", "Pipeline SLA and drop limit", ("pipeline", "kind"))
         self.m_sla.set(spec.sla_s, pipeline=p, kind="sla")
         self.m_sla.set(spec.drop_limit_s, pipeline=p, kind="drop_limit")
@@ -100,7 +187,7 @@ class Router:
         for q in self.queues:
             self.m_queue.set(0, stage=q.name)
             self.m_drops.inc(0, stage=q.name)
-        self._pollers: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task] = []
 
     # --- queues -------------------------------------------------------------------------------
     def _finish(self, item: Item, outcome: str, payload) -> None:
@@ -124,7 +211,10 @@ class Router:
     def _dispatch(self, q: StageQueue) -> None:
         now = time.monotonic()
         self._sweep(q, now)
-        while q.items and q.inflight < q.capacity:
+        while q.items:
+            ep = q.free_endpoint()
+            if ep is None:
+                break
             n = len(q.items)
             if n < q.batch and now - q.items[0].enqueued < q.timeout_s:
                 if q.timer is None:
@@ -133,7 +223,8 @@ class Router:
                 break
             batch = [q.items.popleft() for _ in range(min(n, q.batch))]
             q.inflight += 1
-            asyncio.get_running_loop().create_task(self._send(q, batch))
+            ep.inflight += 1
+            asyncio.get_running_loop().create_task(self._send(q, ep, batch))
         self.m_queue.set(len(q.items), stage=q.name)
         self.m_inflight.set(q.inflight, stage=q.name)
 
@@ -146,12 +237,12 @@ class Router:
         q.items.append(item)
         self._dispatch(q)
 
-    async def _send(self, q: StageQueue, batch: list[Item]) -> None:
+    async def _send(self, q: StageQueue, ep: Endpoint, batch: list[Item]) -> None:
         self.m_batch.observe(len(batch), stage=q.name)
         body = v2.infer_request(v2.stack(v2.INPUT_NAME, v2.INPUT_DATATYPE, [it.row for it in batch]))
         try:
             try:
-                status, data = await q.client.request("POST", f"/v2/models/{q.name}/infer", body)
+                status, data = await ep.client.request("POST", f"/v2/models/{q.name}/infer", body)
             except HttpError as e:
                 raise v2.V2Error("stage-failure", str(e)) from None
             if status != 200:
@@ -163,7 +254,8 @@ class Router:
             params = doc.get("parameters") or {}
             ready = params.get("ready_replicas")
             if isinstance(ready, int):
-                q.capacity = ready
+                ep.capacity = ready
+            ep.served += 1
             compute_s = float(params.get("compute_s") or 0.0)
         except (v2.V2Error, ValueError, KeyError, TypeError) as e:
             for it in batch:
@@ -180,48 +272,107 @@ class Router:
                     self._enqueue(nxt, it)
         finally:
             q.inflight -= 1
+            ep.inflight -= 1
+            if ep.gone and ep.inflight == 0:
+                ep.client.close()
             self._dispatch(q)
 
-    # --- stage processes ----------------------------------------------------------------------
-    async def _poll(self, q: StageQueue) -> None:
+    # --- stage endpoints ----------------------------------------------------------------------
+    async def _resolve(self, q: StageQueue) -> None:
+        """Resolve the stage's addresses and make its endpoints match: new addresses get an
+        endpoint (and a poller), vanished ones stop taking batches. A failed lookup keeps the
+        endpoints there are (their polls say whether they still answer)."""
+        found: list[tuple[str, int]] = []
+        try:
+            for host, port in q.addresses:
+                found += [(a, port) for a in await self.resolve(host)]
+        except (OSError, ValueError) as e:
+            if not q.resolve_failed:
+                log(f"stage {q.name}: cannot resolve {[h for h, _ in q.addresses]} ({e}); keeping "
+                    f"{len(q.endpoints)} endpoint(s)")
+            q.resolve_failed = True
+            return
+        q.resolve_failed = False
+        have = {e.address: e for e in q.endpoints}
+        wanted = {Endpoint(h, p).address: (h, p) for h, p in found}
+        for address, ep in have.items():
+            if address not in wanted:
+                log(f"stage {q.name}: endpoint {address} no longer resolves; it finishes its "
+                    f"{ep.inflight} batch(es) and takes no more")
+                ep.gone = True
+                if ep.poller is not None:
+                    ep.poller.cancel()
+                if ep.inflight == 0:
+                    ep.client.close()
+        added = []
+        for address, (host, port) in wanted.items():
+            if address not in have:
+                ep = Endpoint(host, port)
+                ep.poller = asyncio.get_running_loop().create_task(self._poll(q, ep))
+                added.append(ep)
+        if added:
+            log(f"stage {q.name}: new endpoint(s) {[e.address for e in added]}")
+        q.endpoints = [e for e in q.endpoints if not e.gone] + added
+        q.turn = 0
+        self._update_stage_gauges(q)
+        self._dispatch(q)
+
+    async def _resolve_loop(self) -> None:
         while True:
+            await asyncio.gather(*(self._resolve(q) for q in self.queues))
+            await asyncio.sleep(RESOLVE_S)
+
+    def _update_stage_gauges(self, q: StageQueue) -> None:
+        self.m_up.set(1 if q.up else 0, stage=q.name)
+        self.m_ready.set(q.capacity, stage=q.name)
+        self.m_endpoints.set(sum(1 for e in q.endpoints if e.up and not e.gone), stage=q.name)
+
+    async def _poll(self, q: StageQueue, ep: Endpoint) -> None:
+        while not ep.gone:
             try:
-                status, data = await q.client.request("GET", "/admin/status", timeout_s=2.0)
+                status, data = await ep.client.request("GET", "/admin/status", timeout_s=2.0)
                 doc = json.loads(data) if status == 200 else None
             except (HttpError, ValueError):
                 doc = None
             if doc is None:
-                if q.up:
-                    log(f"stage {q.name} is not answering: its queue waits (drop limit still applies)")
-                q.up, q.capacity, q.pushed, q.reported = False, 0, False, {}
+                if ep.up:
+                    log(f"stage {q.name} endpoint {ep.address} is not answering: its batches go elsewhere "
+                        f"or wait (drop limit still applies)")
+                ep.up, ep.capacity, ep.pushed, ep.reported = False, 0, False, {}
             else:
-                if not q.up:
-                    log(f"stage {q.name} is up: {doc['ready']} ready, {doc['loading']} loading")
-                q.up = True
-                q.capacity = int(doc["ready"])
-                q.reported = doc
-                if q.config is not None and doc["configuration"] != asdict(q.config) and not q.pushed:
+                if not ep.up:
+                    log(f"stage {q.name} endpoint {ep.address} is up: {doc['ready']} ready, {doc['loading']} loading")
+                ep.up = True
+                ep.capacity = int(doc["ready"])
+                ep.reported = doc
+                if self.spec.configure_stages and q.config is not None \
+                        and doc["configuration"] != asdict(q.config) and not ep.pushed:
                     # a restarted process came back with an older configuration: send the current one
-                    await self._push(q)
-            self.m_up.set(1 if q.up else 0, stage=q.name)
-            self.m_ready.set(q.capacity, stage=q.name)
+                    await self._push(q, ep)
+            self._update_stage_gauges(q)
             self._dispatch(q)
             await asyncio.sleep(POLL_S)
 
-    async def _push(self, q: StageQueue) -> bool:
-        if q.config is None:
+    async def _push(self, q: StageQueue, ep: Endpoint) -> bool:
+        if q.config is None or not self.spec.configure_stages:
             return True
         try:
-            status, data = await q.client.request("POST", "/admin/configuration", v2.dumps(asdict(q.config)),
-                                                  timeout_s=5.0)
+            status, data = await ep.client.request("POST", "/admin/configuration", v2.dumps(asdict(q.config)),
+                                                   timeout_s=5.0)
         except HttpError as e:
-            log(f"stage {q.name}: configuration not delivered ({e}); will retry when it answers")
+            log(f"stage {q.name} endpoint {ep.address}: configuration not delivered ({e}); will retry when it answers")
             return False
         if status != 200:
-            log(f"stage {q.name} refused configuration: {data[:300]!r}")
+            log(f"stage {q.name} endpoint {ep.address} refused configuration: {data[:300]!r}")
             return False
-        q.pushed = True
+        ep.pushed = True
         return True
+
+    async def _push_stage(self, q: StageQueue) -> bool:
+        for ep in q.endpoints:
+            ep.pushed = False
+        results = await asyncio.gather(*(self._push(q, ep) for ep in q.endpoints if not ep.gone))
+        return all(results)
 
     async def apply(self, stages: dict[str, dict], timeouts: dict[str, float] | None = None) -> dict:
         unknown = sorted(set(stages) - set(self.by_name))
@@ -233,9 +384,12 @@ class Router:
             q.batch = q.config.batch
             if timeouts and name in timeouts:
                 q.timeout_s = float(timeouts[name])
-            q.pushed = False
             self.m_batch_cfg.set(q.batch, stage=name)
-        delivered = await asyncio.gather(*(self._push(self.by_name[n]) for n in stages))
+        delivered = await asyncio.gather(*(self._push_stage(self.by_name[n]) for n in stages))
+        # a new configuration usually means pods come or go: look again now, not at the next tick
+        loop = asyncio.get_running_loop()
+        self._tasks += [loop.create_task(self._resolve(q)) for q in self.queues]
+        self._tasks = [t for t in self._tasks if not t.done()]
         for q in self.queues:
             self._dispatch(q)
         return {"applied": True, "pending": [n for n, ok in zip(stages, delivered) if not ok]}
@@ -244,7 +398,9 @@ class Router:
         return {"pipeline": self.spec.pipeline, "stages": [
             {"stage": q.name, "up": q.up, "ready": q.capacity, "batch": q.batch, "queue": len(q.items),
              "inflight": q.inflight, "batch_timeout_s": q.timeout_s,
-             "configuration": asdict(q.config) if q.config else None, "process": q.reported}
+             "configuration": asdict(q.config) if q.config else None, "process": q.reported(),
+             "endpoints": [{"address": e.address, "up": e.up, "ready": e.capacity, "inflight": e.inflight,
+                            "served": e.served} for e in q.endpoints]}
             for q in self.queues]}
 
     # --- HTTP ---------------------------------------------------------------------------------
@@ -306,7 +462,16 @@ class Router:
         return v2.error("drop-limit-violation" if outcome == "dropped" else "stage-failure", payload)
 
     def start_polling(self) -> None:
-        self._pollers = [asyncio.get_running_loop().create_task(self._poll(q)) for q in self.queues]
+        self._tasks.append(asyncio.get_running_loop().create_task(self._resolve_loop()))
+
+    async def close(self) -> None:
+        tasks = self._tasks + [e.poller for q in self.queues for e in q.endpoints if e.poller is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for q in self.queues:
+            for e in q.endpoints:
+                e.client.close()
 
 
 async def amain(spec: RouterSpec, port: int, initial: dict | None) -> None:
@@ -315,8 +480,7 @@ async def amain(spec: RouterSpec, port: int, initial: dict | None) -> None:
         for name, d in initial.items():
             q = router.by_name[name]
             q.config = StageConfig(**d)
-            q.batch = q.config.batch
-            q.pushed = True  # the stage processes were started with it
+            q.batch = q.config.batch  # the stage processes were started with it too
             router.m_batch_cfg.set(q.batch, stage=name)
     srv = await serve(router.handle, spec.host, port)
     router.start_polling()
@@ -327,6 +491,7 @@ async def amain(spec: RouterSpec, port: int, initial: dict | None) -> None:
     log(f"router for {spec.pipeline} serving on http://{spec.host}:{port}")
     await stop.wait()
     srv.close()
+    await router.close()
 
 
 def main(argv: list[str] | None = None) -> int:

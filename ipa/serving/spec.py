@@ -52,11 +52,35 @@ class RouterSpec:
     sla_s: float
     drop_limit_s: float
     stages: list[str]
-    stage_ports: dict[str, int]
+    # Per stage, where its servers answer, as "host:port". A host name may resolve to several
+    # addresses (a Kubernetes headless Service: one per ready pod); each address is one endpoint
+    # and the stage's capacity is the sum of theirs.
+    stage_endpoints: dict[str, list[str]]
     stage_sla_s: dict[str, float]
     # A partial batch leaves the queue when its oldest request has waited this long.
     batch_timeout_s: dict[str, float] = field(default_factory=dict)
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # where the router listens
+    # True: each endpoint is a stage process hosting the stage's replicas, told the configuration
+    # by the router (local). False: each endpoint is one replica configured by its Deployment
+    # (Kubernetes); the router only batches and dispatches.
+    configure_stages: bool = True
+
+    def __post_init__(self):
+        for stage in self.stages:
+            entries = self.stage_endpoints.get(stage)
+            if not entries:
+                raise ConfigError(f"router spec: stage {stage!r} has no endpoints")
+            for entry in entries:
+                parse_endpoint(entry)
+
+
+def parse_endpoint(entry: str) -> tuple[str, int]:
+    """ "host:port" (an IPv6 address in brackets) as (host, port); ConfigError when it is not one."""
+    host, sep, port = str(entry).rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"stage endpoint {entry!r} is not host:port")
+    return host, int(port)
 
 
 def stage_specs(pipeline: Pipeline, mode: str = "emulated", quick: bool = False, load_time_scale: float = 1.0,

@@ -1,5 +1,7 @@
 """A pipeline's live stack on this machine: one process per stage, the router, Prometheus.
 
+Each stage process hosts all of its stage's replicas, so it is the stage's one router endpoint.
+
 Used by ``ipa serve`` (standalone) and by the ``local`` backend (with Locust and the adapter).
 Stage processes are supervised: one that dies is restarted on the same port with the current
 configuration; the router meanwhile fails the batches that were in it and holds its queue.
@@ -27,7 +29,7 @@ def batch_timeout_s(pipeline: Pipeline, stage: str, config: StageConfig) -> floa
     if config.batch <= 1:
         return 0.0
     throughput = pipeline.stage_profile(stage, config.variant).throughput(config.batch)
-    return (config.batch - 1) / (config.replicas * throughput)
+    return (config.batch - 1) / (max(config.replicas, 1) * throughput)  # 0 replicas: a stage scaled away
 
 
 def batch_timeouts(pipeline: Pipeline, configuration: Configuration) -> dict[str, float]:
@@ -98,10 +100,10 @@ class LiveStack:
             for name, spec in self.specs.items():
                 write_json(spec, self.folder / f"stage-{name}.json")
             write_json(RouterSpec(self.pipeline.name, self.pipeline.sla_s, self.pipeline.drop_limit_s,
-                                  list(self.pipeline.stage_names), self.stage_ports,
-                                  dict(self.pipeline.stage_sla_s),
-                                  batch_timeouts(self.pipeline, initial),
-                                  self.host), self.folder / "router.json")
+                                  list(self.pipeline.stage_names),
+                                  {s: [f"{self.host}:{p}"] for s, p in self.stage_ports.items()},
+                                  dict(self.pipeline.stage_sla_s), batch_timeouts(self.pipeline, initial),
+                                  host=self.host, configure_stages=True), self.folder / "router.json")
             stages = {name: self.group.start(f"stage-{name}", self._stage_argv(name),
                                              self.folder / "logs" / f"stage-{name}.log", restart=True)
                       for name in self.pipeline.stage_names}

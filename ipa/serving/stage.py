@@ -66,6 +66,9 @@ class StageServer:
         self.m_queue = r.gauge("ipa_stage_queue_length", "Batches waiting for a free replica", ("stage",))
         self.m_sla = r.gauge("ipa_stage_sla_seconds", "The stage's SLA", ("stage",))
         self.m_sla.set(spec.sla_s, stage=spec.name)
+        # set on SIGTERM when draining (a Kubernetes pod going away): report no ready replica so
+        # the router sends nothing new, and finish what was sent
+        self.terminating = False
         self.reconcile()
 
     # --- replicas -----------------------------------------------------------------------------
@@ -170,10 +173,17 @@ class StageServer:
             self.m_replicas.set(n, stage=self.spec.name, variant=variant, state=state)
         self.m_cores.set(sum(r.cores for r in self.replicas), stage=self.spec.name)
 
+    def ready_count(self) -> int:
+        """Replicas the router may send batches to."""
+        return 0 if self.terminating else sum(1 for r in self.replicas if r.state == READY)
+
+    def idle(self) -> bool:
+        return not self.waiters and not any(r.busy for r in self.replicas)
+
     def status(self) -> dict:
         by_state = {s: sum(1 for r in self.replicas if r.state == s) for s in (LOADING, READY, DRAINING)}
         return {"stage": self.spec.name, "mode": self.spec.mode, "configuration": asdict(self.config),
-                "ready": sum(1 for r in self.replicas if r.state == READY),
+                "ready": self.ready_count(), "terminating": self.terminating,
                 "ready_target": sum(1 for r in self.replicas if r.state == READY and self._target(r)),
                 "loading": by_state[LOADING], "draining": by_state[DRAINING],
                 "busy": sum(1 for r in self.replicas if r.busy),
@@ -187,6 +197,8 @@ class StageServer:
         if path == "/v2/health/live":
             return v2.ok({"live": True})
         if path == "/v2/health/ready":
+            if self.terminating:
+                return v2.error("not-ready", "shutting down: finishing the batches in flight")
             ready = any(r.state == READY for r in self.replicas)
             return v2.ok({"ready": ready}) if ready else v2.error("not-ready", "no replica has loaded yet")
         if path == "/metrics":
@@ -240,10 +252,10 @@ class StageServer:
         out = v2.Tensor("output", (k, 1), "FP32", [float(sum(row)) for row in tensor.rows()])
         return v2.infer_response(name, out, str(doc.get("id", "")), {
             "variant": replica.variant, "replica": replica.id, "compute_s": compute_s,
-            "ready_replicas": sum(1 for r in self.replicas if r.state == READY)}, version=replica.variant)
+            "ready_replicas": self.ready_count()}, version=replica.variant)
 
 
-async def amain(spec: StageSpec, config: StageConfig, host: str, port: int) -> None:
+async def amain(spec: StageSpec, config: StageConfig, host: str, port: int, drain_s: float = 0.0) -> None:
     server = StageServer(spec, config)
     srv = await serve(server.handle, host, port)
     stop = asyncio.Event()
@@ -252,6 +264,14 @@ async def amain(spec: StageSpec, config: StageConfig, host: str, port: int) -> N
         loop.add_signal_handler(sig, stop.set)
     log(f"stage {spec.name} ({spec.mode}) serving on http://{host}:{port}")
     await stop.wait()
+    if drain_s > 0:
+        # Keep serving while the router learns (its next status poll) that this endpoint takes
+        # nothing new, then until the batches it already sent are answered.
+        server.terminating = True
+        log(f"stopping: draining for {drain_s:g}s, then finishing the batches in flight")
+        await asyncio.sleep(drain_s)
+        while not server.idle():
+            await asyncio.sleep(0.05)
     srv.close()
 
 
@@ -261,12 +281,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True, help="the stage's StageConfig as JSON")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--drain-s", type=float, default=0.0,
+                   help="on SIGTERM, report no ready replica and keep serving this long, then finish the "
+                        "batches in flight (a pod leaving a Service); 0 stops at once")
     a = p.parse_args(argv)
     spec = read_stage_spec(a.spec)
     config = StageConfig(**json.loads(a.config))
     spec.variant(config.variant)
     try:
-        asyncio.run(amain(spec, config, a.host, a.port))
+        asyncio.run(amain(spec, config, a.host, a.port, a.drain_s))
     except OSError as e:
         log(f"cannot serve on {a.host}:{a.port}: {e}")
         return 3
