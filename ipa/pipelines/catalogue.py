@@ -258,7 +258,10 @@ def load_catalogue(pipelines_path: Path | None = None, variants_path: Path | Non
     pipelines_path = Path(pipelines_path) if pipelines_path else Path(str(DATA / "pipelines.yaml"))
     variants = load_variants(variants_path)
     with open(pipelines_path) as f:
-        doc = yaml.safe_load(f)
+        try:
+            doc = yaml.safe_load(f)
+        except yaml.YAMLError as e:  # a syntax error or a tag safe_load refuses
+            raise CatalogueError(f"{pipelines_path}: not valid YAML: {e}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("pipelines"), dict):
         raise CatalogueError(f"{pipelines_path}: expected a mapping with a 'pipelines' mapping")
     overrides = dict(overrides or {})
