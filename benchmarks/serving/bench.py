@@ -10,6 +10,7 @@
    and Prometheus all share this machine's cores.
 
     python benchmarks/serving/bench.py [--rate 50] [--seconds 20] [--rates 100,200,300,400,500]
+    python benchmarks/serving/bench.py --overhead-only [--no-prometheus]   # no Locust, no Prometheus needed
 """
 from __future__ import annotations
 
@@ -135,21 +136,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", default="100,200,300,400,500,600")
     ap.add_argument("--step-s", type=float, default=10.0)
     ap.add_argument("--replicas", type=int, default=20)
+    ap.add_argument("--overhead-only", action="store_true", help="skip the capacity steps (Locust)")
+    ap.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus (it scrapes every second)")
     a = ap.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="ipa-bench-serving-"))
+    with tempfile.TemporaryDirectory(prefix="ipa-bench-serving-") as tmp:
+        return _run(a, Path(tmp))
+
+
+def _run(a, work: Path) -> int:
     pipeline = bench_pipeline(work / "catalogue")
     config = Configuration({s: StageConfig(v, 1, a.replicas, 1) for s, v in (("first", "v1"), ("second", "v2"))})
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.2f}; SLA {pipeline.sla_s * 1e3:.0f} ms; service {SERVICE_S * 1e3:.0f} ms "
-          f"per stage; {a.replicas} replicas per stage")
-    with LiveStack(pipeline, work / "stack") as stack:
+          f"per stage; {a.replicas} replicas per stage; Prometheus {'off' if a.no_prometheus else 'on'}")
+    with LiveStack(pipeline, work / "stack", prometheus=not a.no_prometheus) as stack:
         stack.start(config)
         stack.wait_ready()
         o = asyncio.run(overhead(stack, a.rate, a.seconds))
         print(f"overhead at {a.rate:g} rps ({o['requests']} requests, 2 stages): added p50 {o['added_p50_ms']:.2f} ms, "
               f"p99 {o['added_p99_ms']:.2f} ms in total; per stage p50 {o['added_p50_ms_per_stage']:.2f} ms, "
               f"p99 {o['added_p99_ms_per_stage']:.2f} ms (inside the router: p99 {o['router_added_p99_ms']:.2f} ms; "
-              f"client send lag p99 {o['client_lag_p99_ms']:.2f} ms)")
+              f"client send lag p99 {o['client_lag_p99_ms']:.2f} ms); load average now {os.getloadavg()[0]:.2f}",
+              flush=True)
+        if a.overhead_only:
+            return 0
         best = 0.0
         for r in [float(x) for x in a.rates.split(",")]:
             c = capacity(stack, r, a.step_s, work / f"cap-{r:g}")
