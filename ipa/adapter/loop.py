@@ -113,7 +113,9 @@ class AdapterLoop:
                 t += self.interval_s
             backend.clock.sleep_until(float(duration_s))
         except BaseException:
-            backend.stop()  # never leave a live backend's processes behind
+            # cut short: never leave a live backend's processes behind, and stop at once where the
+            # backend can (a live run's stop() would first replay the rest of the trace)
+            getattr(backend, "abort", backend.stop)()
             raise
         return backend.stop()
 

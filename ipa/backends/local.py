@@ -4,12 +4,15 @@ Stage processes and the router (ipa.serving), a real Prometheus scraping them ev
 (ipa.monitoring), and Locust replaying the intended send times open-loop (ipa.loadgen). The
 clock is the wall clock from t0, the moment the first request is due; the monitor reads the
 router's request counter through PromQL. Every process is stopped at ``stop`` (and on errors,
-Ctrl-C, SIGTERM, or interpreter exit).
+Ctrl-C, SIGTERM, or interpreter exit). ``stop`` ends a run that reached its end: Locust sends the
+rest of the trace and every answer is drained. ``abort`` ends a run cut short: Locust is stopped
+at once (its log keeps what was sent) and nothing is returned, so a user's Ctrl-C takes seconds.
 """
 from __future__ import annotations
 
 import csv
 import math
+import sys
 import tempfile
 import threading
 import time
@@ -160,6 +163,23 @@ class LocalBackend:
             raise IpaError("the local backend stopped before its load generator ran: no request records")
         return RunOutput(requests=requests, applied=list(self._applied), extra_files=extra,
                          provisioned_cores=list(self._cores), serving_variants=list(self._serving))
+
+    def abort(self) -> None:
+        """The run was cut short (Ctrl-C, SIGTERM, an error): stop the load generator now rather than
+        let it replay the rest of the trace, then every other process. The load generator's log in
+        the work folder accounts for the requests it had sent; the run has no records to return."""
+        if self.stack is None:
+            return
+        try:
+            if self.loadgen is not None and self.loadgen.child is not None:
+                try:
+                    log = self.loadgen.interrupt()
+                    print(f"local backend: run cut short; the load generator's log is {log}", file=sys.stderr,
+                          flush=True)
+                except IpaError as e:  # still tear the rest down
+                    print(f"local backend: {e}", file=sys.stderr, flush=True)
+        finally:
+            self._teardown()
 
     # --- helpers ------------------------------------------------------------------------------
     def _teardown(self) -> None:

@@ -17,6 +17,9 @@ from ipa.serving.processes import Child, ProcessGroup, python_argv
 
 REQUEST_COLUMNS = ("id", "intended_s", "sent_s", "done_s", "status", "latency_s", "detail")
 DROP_CODE = "drop-limit-violation"
+# the replay's error column for requests left unanswered when it was stopped by a signal
+STOPPED_IN_FLIGHT = "no response before the replay was stopped"
+STOPPED_UNSENT = "not sent: the replay was stopped"
 
 
 class LoadGenerator:
@@ -60,6 +63,7 @@ class LoadGenerator:
         os.replace(tmp, self.start_file)
 
     def wait(self) -> Path:
+        """Until the replay has sent every request and drained the answers; returns its log."""
         assert self.child is not None and self.t0 is not None
         last = self.times[-1] if self.times else 0.0
         deadline = self.t0 + last + self.drain_s + 30.0
@@ -67,6 +71,16 @@ class LoadGenerator:
             time.sleep(0.1)
         if self.child.alive():
             self.child.stop()
+        return self._log()
+
+    def interrupt(self) -> Path:
+        """Stop the replay now (the run was cut short); returns its log, which accounts for every
+        request sent so far and marks the rest as never sent."""
+        assert self.child is not None
+        self.child.stop(grace_s=5.0)  # SIGTERM: the replay writes its log and exits (ipa.loadgen.replay)
+        return self._log()
+
+    def _log(self) -> Path:
         if not self.out.exists():
             raise IpaError(f"the Locust replay wrote no request log ({self.out}); its log ends:\n"
                            f"{self.child.log_tail()}")

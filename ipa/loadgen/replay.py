@@ -8,7 +8,9 @@ so a slow response never delays the next send. Every request is logged by this p
 used for latency.
 
 Handshake with the orchestrator: write ``--ready-file`` when Locust is loaded, then wait for
-``--start-file`` holding t0 (epoch seconds) and send request i at t0 + intended_i.
+``--start-file`` holding t0 (epoch seconds) and send request i at t0 + intended_i. SIGTERM or
+SIGINT (a run cut short) stops the replay at once: the log is written with what was sent so far
+(requests in flight and requests never sent are rows too, each saying so), and the process exits.
 
 Run: ``python -m ipa.loadgen.replay --url URL --path /v2/models/P/infer --send-times times.txt
 --out log.csv --ready-file R --start-file S``.
@@ -19,6 +21,7 @@ import argparse
 import csv
 import json
 import os
+import signal
 import sys
 import time
 
@@ -28,6 +31,8 @@ from locust import events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 from locust.exception import StopUser
+
+from ipa.loadgen import STOPPED_IN_FLIGHT, STOPPED_UNSENT
 
 COLUMNS = ("id", "intended_s", "sent_s", "done_s", "http_status", "error")
 
@@ -41,7 +46,7 @@ def _error_code(body: bytes | None) -> str:
         return body[:120].decode("latin-1", "replace")
 
 
-def build_user(args, times: list[float], t0_box: list[float], rows: list):
+def build_user(args, times: list[float], t0_box: list[float], rows: list, sent_at: list):
     body = json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
                                    "data": [0.5, 0.25, 0.125, 1.0]}]}).encode()
 
@@ -55,6 +60,7 @@ def build_user(args, times: list[float], t0_box: list[float], rows: list):
         def one(self, i: int, intended: float) -> None:
             t0 = t0_box[0]
             sent = time.time() - t0
+            sent_at[i] = sent
             status, err = 0, ""
             try:
                 with self.client.post(args.path, data=body, headers={"Content-Type": "application/json"},
@@ -86,18 +92,40 @@ def build_user(args, times: list[float], t0_box: list[float], rows: list):
     return Replay
 
 
-def write_rows(path: str, times: list[float], rows: list) -> None:
+def write_rows(path: str, times: list[float], rows: list, sent_at: list | None = None) -> None:
+    """The per-request log, one row per intended send. ``sent_at`` is given when the replay was
+    stopped by a signal: unanswered rows then say whether the request was in flight or never sent."""
     tmp = path + ".tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(COLUMNS)
         for i, t in enumerate(times):
             r = rows[i]
-            if r is None:  # never answered within the drain time: failed, and said so
-                w.writerow((i, f"{t:.6f}", "", "", 0, "no response before the end of the run"))
-            else:
+            if r is not None:
                 w.writerow((r[0], f"{r[1]:.6f}", f"{r[2]:.6f}", f"{r[3]:.6f}", r[4], r[5]))
+            elif sent_at is None:  # never answered within the drain time: failed, and said so
+                w.writerow((i, f"{t:.6f}", "", "", 0, "no response before the end of the run"))
+            elif sent_at[i] is not None:
+                w.writerow((i, f"{t:.6f}", f"{sent_at[i]:.6f}", "", 0, STOPPED_IN_FLIGHT))
+            else:
+                w.writerow((i, f"{t:.6f}", "", "", 0, STOPPED_UNSENT))
     os.replace(tmp, path)
+
+
+def stop_on_signal(out: str, times: list[float], rows: list, sent_at: list) -> None:
+    """On SIGTERM/SIGINT write the log now and exit. os._exit because nothing else needs cleaning
+    up (the log is written atomically above) and Locust's greenlets must not keep sending."""
+    def handler(signum: int) -> None:
+        if not os.path.exists(out):  # else the replay had ended and its log is the full account
+            write_rows(out, times, rows, sent_at)
+        print(f"stopped by signal {signum}: {sum(s is not None for s in sent_at)} of {len(times)} requests "
+              f"sent, {sum(r is not None for r in rows)} answered", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # gevent runs the handler in a greenlet of its own: cooperative, so no request greenlet
+        # runs while the log is written
+        gevent.signal_handler(signum, handler, signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.send_times) as f:
         times = [float(x) for x in f.read().split()]
     rows: list = [None] * len(times)
+    sent_at: list = [None] * len(times)
     t0_box = [0.0]
-    env = Environment(user_classes=[build_user(args, times, t0_box, rows)], events=events, host=args.url)
+    stop_on_signal(args.out, times, rows, sent_at)
+    env = Environment(user_classes=[build_user(args, times, t0_box, rows, sent_at)], events=events, host=args.url)
     runner = env.create_local_runner()
     with open(args.ready_file, "w") as f:
         f.write(str(os.getpid()))
