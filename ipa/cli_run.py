@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from ipa.optimizer.solver import DEFAULT_SOLVER, SOLVERS
 from ipa.runs.experiment import DEFAULT_PREDICTOR, RunSpec, execute
 
 PROGRESS_EVERY_S = 2.0  # wall seconds between progress lines; short runs print none
@@ -49,7 +50,7 @@ def add_parser(sub) -> None:
                    help="run only the first S seconds of the workload (default: all of it)")
     p.add_argument("--arrivals", choices=("poisson", "uniform"), default="poisson",
                    help="send times within each second (default poisson)")
-    p.add_argument("--solver", choices=("cbc", "highs"), default="cbc", help="ILP solver (default cbc)")
+    p.add_argument("--solver", choices=SOLVERS, default=DEFAULT_SOLVER, help=f"ILP solver (default {DEFAULT_SOLVER})")
     p.add_argument("--requests", action="store_true", help="also write requests.csv (one row per request)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="the run folder to write")
     p.add_argument("--force", action="store_true",

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from ipa.optimizer import check_rate
+from ipa.optimizer.solver import DEFAULT_SOLVER, SOLVERS
 from ipa.pipelines import load_catalogue, load_pipeline
 from ipa.policies import POLICIES, Observation, make_policy
 
@@ -28,7 +29,7 @@ def add_parser(sub) -> None:
     p.add_argument("--accuracy-method", choices=["pas", "rank_sum"], help="pipeline accuracy (default: the pipeline's)")
     p.add_argument("--mean-rate", type=float,
                    help="policy rim: the workload's mean rate its replica pins are sized for (default: --rate)")
-    p.add_argument("--solver", choices=["cbc", "highs"], default="cbc", help="MILP solver (default cbc)")
+    p.add_argument("--solver", choices=SOLVERS, default=DEFAULT_SOLVER, help=f"MILP solver (default {DEFAULT_SOLVER})")
     p.add_argument("--time-limit", type=float, default=10.0, help="solver time limit, seconds (default 10)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--pipelines-file", type=Path, help="your own pipelines.yaml (default: the shipped catalogue)")

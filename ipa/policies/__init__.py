@@ -22,7 +22,7 @@ import pulp
 from ipa.configuration import Configuration, Decision
 from ipa.errors import ConfigError
 from ipa.optimizer.problem import picks_of, problem_from_pipeline
-from ipa.optimizer.solver import make_solver, solver_name
+from ipa.optimizer.solver import DEFAULT_SOLVER, make_solver, solver_name
 from ipa.policies.observation import Observation, PolicyState
 from ipa.policies.pins import fa2_variants, rim_replicas
 from ipa.policies.rules import Context, adaptive, static
@@ -60,7 +60,7 @@ class Policy:
 
 def make_policy(name: str, pipeline, *, sla_s: float | None = None, alpha: float | None = None,
                 beta: float | None = None, gamma: float | None = None, statistic: str | None = None,
-                accuracy_method: str | None = None, solver: str | pulp.LpSolver = "cbc",
+                accuracy_method: str | None = None, solver: str | pulp.LpSolver = DEFAULT_SOLVER,
                 time_limit_s: float | None = DEFAULT_TIME_LIMIT_S,
                 mean_rate_rps: float | None = None) -> Policy:
     """A policy for ``pipeline``; every bad option raises ``ConfigError`` here, never in a call."""

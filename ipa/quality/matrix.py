@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ipa.errors import ConfigError
+from ipa.optimizer.solver import DEFAULT_SOLVER
 from ipa.runs.experiment import DEFAULT_PREDICTOR, RunSpec, execute
 
 # The reference pipelines in the paper's order; which of them a reference file holds is up to
 # whoever refreshes it (only profiled pipelines can run).
 REFERENCE_PIPELINES = ("video", "audio-qa", "audio-sent", "sum-qa", "nlp")
 SEED = 0
-SOLVER = "cbc"
+SOLVER = DEFAULT_SOLVER
 METRICS = ("pas_mean", "cost_cores_mean", "sla_violation_rate", "latency_p99_s")
 
 

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from ipa.adapter import AdapterLoop, first_interval_peak
 from ipa.backends.registry import BACKENDS, LIVE_BACKENDS, backend_options, check_backend_options, make_backend
 from ipa.errors import ConfigError
+from ipa.optimizer.solver import DEFAULT_SOLVER
 from ipa.runs.folder import WORK_DIR, check_out_dir, write_run_folder
 from ipa.runs.tables import build_tables
 
@@ -41,7 +42,7 @@ class RunSpec:
     interval_s: int = 10
     duration_s: int | None = None
     arrivals: str = "poisson"
-    solver: str = "cbc"
+    solver: str = DEFAULT_SOLVER
     # make_backend's options (e.g. local: mode, quick); strings are typed by its signature
     backend_options: dict = field(default_factory=dict)
 
