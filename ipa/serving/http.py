@@ -7,6 +7,9 @@ handful of routes. This stays dependency-free and adds well under a millisecond 
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
+import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -131,6 +134,28 @@ async def serve(handler: Handler, host: str, port: int) -> asyncio.base_events.S
             writer.close()
 
     return await asyncio.start_server(on_connection, host, port, reuse_address=True, backlog=1024)
+
+
+def log(msg: str) -> None:
+    """A server process's log line (stderr, which its parent sends to the process's log file)."""
+    print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+async def serve_until_signalled(handler: Handler, host: str, port: int, banner: str,
+                                before_close: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Serve ``handler`` on host:port until SIGTERM or SIGINT, then close the listening socket.
+    ``before_close`` runs after the signal while the server still answers (a stage's drain).
+    ``banner`` is logged once the socket listens: the line a process's parent may wait for."""
+    srv = await serve(handler, host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log(banner)
+    await stop.wait()
+    if before_close is not None:
+        await before_close()
+    srv.close()
 
 
 class HttpError(Exception):

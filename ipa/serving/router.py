@@ -31,7 +31,6 @@ import asyncio
 import ipaddress
 import itertools
 import json
-import signal
 import socket
 import sys
 import time
@@ -41,7 +40,7 @@ from typing import Awaitable, Callable
 
 from ipa.configuration import StageConfig
 from ipa.serving import v2
-from ipa.serving.http import Client, HttpError, Request, Response, serve
+from ipa.serving.http import Client, HttpError, Request, Response, log, serve_until_signalled
 from ipa.serving.metrics import BATCH_BUCKETS, CONTENT_TYPE, Registry, latency_buckets
 from ipa.serving.spec import RouterSpec, parse_endpoint, read_router_spec
 
@@ -52,10 +51,6 @@ POLL_S = 0.1  # how often each endpoint is asked how many replicas are ready
 RESOLVE_S = 1.0
 
 Resolver = Callable[[str], Awaitable[list[str]]]  # host name -> its addresses
-
-
-def log(msg: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
 
 class Item:
@@ -482,16 +477,12 @@ async def amain(spec: RouterSpec, port: int, initial: dict | None) -> None:
             q.config = StageConfig(**d)
             q.batch = q.config.batch  # the stage processes were started with it too
             router.m_batch_cfg.set(q.batch, stage=name)
-    srv = await serve(router.handle, spec.host, port)
     router.start_polling()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log(f"router for {spec.pipeline} serving on http://{spec.host}:{port}")
-    await stop.wait()
-    srv.close()
-    await router.close()
+    try:
+        await serve_until_signalled(router.handle, spec.host, port,
+                                    f"router for {spec.pipeline} serving on http://{spec.host}:{port}")
+    finally:
+        await router.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,6 @@ import asyncio
 import itertools
 import json
 import random
-import signal
 import sys
 import time
 from collections import deque
@@ -23,7 +22,7 @@ from dataclasses import asdict
 from ipa.configuration import StageConfig
 from ipa.serving import v2
 from ipa.serving.compute import make_compute, set_torch_threads
-from ipa.serving.http import Request, Response, serve
+from ipa.serving.http import Request, Response, log, serve_until_signalled
 from ipa.serving.metrics import BATCH_BUCKETS, CONTENT_TYPE, Registry, latency_buckets
 from ipa.serving.spec import StageSpec, read_stage_spec
 
@@ -36,10 +35,6 @@ class Replica:
         self.state = LOADING
         self.busy = False
         self.load_task: asyncio.Task | None = None
-
-
-def log(msg: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
 
 class StageServer:
@@ -257,14 +252,8 @@ class StageServer:
 
 async def amain(spec: StageSpec, config: StageConfig, host: str, port: int, drain_s: float = 0.0) -> None:
     server = StageServer(spec, config)
-    srv = await serve(server.handle, host, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log(f"stage {spec.name} ({spec.mode}) serving on http://{host}:{port}")
-    await stop.wait()
-    if drain_s > 0:
+
+    async def drain() -> None:
         # Keep serving while the router learns (its next status poll) that this endpoint takes
         # nothing new, then until the batches it already sent are answered.
         server.terminating = True
@@ -272,7 +261,10 @@ async def amain(spec: StageSpec, config: StageConfig, host: str, port: int, drai
         await asyncio.sleep(drain_s)
         while not server.idle():
             await asyncio.sleep(0.05)
-    srv.close()
+
+    await serve_until_signalled(server.handle, host, port,
+                                f"stage {spec.name} ({spec.mode}) serving on http://{host}:{port}",
+                                before_close=drain if drain_s > 0 else None)
 
 
 def main(argv: list[str] | None = None) -> int:
