@@ -190,6 +190,9 @@ class FakeLoad:
         self.finished = True
         return "requests-table"
 
+    def interrupt(self):
+        self.interrupted = True
+
 
 @pytest.fixture
 def emulator():
@@ -257,6 +260,15 @@ def test_stop_finishes_the_load_and_deletes_the_namespace(emulator, tiny_pipelin
     assert not [k for k in emulator.objects if f"/namespaces/{ns}" in k]
     # and it waited for the namespace to be gone
     assert emulator.requests[-1]["method"] == "GET" and emulator.requests[-1]["path"] == f"/api/v1/namespaces/{ns}"
+
+
+def test_abort_interrupts_the_load_instead_of_finishing_it_and_deletes_the_namespace(emulator, tiny_pipeline):
+    backend, seen = make_backend(emulator)
+    backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [0.0, 100.0])
+    ns = backend.namespace
+    backend.abort()
+    assert getattr(seen["load"], "interrupted", False) and not seen["load"].finished
+    assert [d["path"] for d in emulator.calls("DELETE")] == [f"/api/v1/namespaces/{ns}"]
 
 
 # --- apply ------------------------------------------------------------------------------------

@@ -77,3 +77,6 @@ class Backend(Protocol):
 
     def stop(self) -> RunOutput:
         """Finish (drain or account every request), tear everything down, return the records."""
+
+    # Optional: ``abort()`` (a run cut short by Ctrl-C, SIGTERM or an error) stops the load at once
+    # and tears everything down; the adapter loop calls it instead of ``stop`` when it exists.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import sys
 import threading
 import time
 import urllib.error
@@ -133,6 +134,14 @@ class LocustLoad:
 
     def start(self) -> None:
         self.gen.start(self.clock.t0_wall)
+
+    def interrupt(self) -> None:
+        """Stop the replay now; its log (one row per intended send) stays in the work folder."""
+        try:
+            print(f"kubernetes backend: run cut short; the load generator's log is {self.gen.interrupt()}",
+                  file=sys.stderr, flush=True)
+        finally:
+            self.group.stop()
 
     def finish(self):
         from ipa.loadgen import classify  # noqa: PLC0415
@@ -406,6 +415,15 @@ class KubernetesBackend:
         with self._lock:
             applied = list(self.applied)
         return RunOutput(requests=requests, applied=applied, extra_files=extra)
+
+    def abort(self) -> None:
+        """The run was cut short (Ctrl-C, SIGTERM, an error): stop the load now instead of letting it
+        replay the rest of the trace, then delete the run's namespace."""
+        try:
+            if self._load is not None:
+                self._load.interrupt()
+        finally:
+            self.teardown()
 
     def _save_logs(self) -> dict[str, str]:
         """Every pod's log, into work_dir/logs/ (the namespace and its logs go at teardown)."""
