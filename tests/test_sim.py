@@ -312,12 +312,14 @@ def _sanity(pipeline: Pipeline) -> None:
     b.start(pipeline, strongest, light.send_times(0))
     b.clock.sleep_until(60)
     assert (b.stop().requests.status != "dropped").all()
-    # above the top throughput: drops appear, and every request is still accounted for
-    heavy = load_workload(f"constant-{round(top * 1.5, 1)}").window(0, 30)
+    # above the top throughput: drops appear, and every request is still accounted for. At 1.5x
+    # the queue passes the drop limit after about 2 drop limits, so overload for 4 of them.
+    duration = max(30, math.ceil(4 * pipeline.drop_limit_s))
+    heavy = load_workload(f"constant-{round(top * 1.5, 1)}").window(0, duration)
     times = heavy.send_times(0)
     b = SimBackend(seed=0)
     b.start(pipeline, strongest, times)
-    b.clock.sleep_until(30)
+    b.clock.sleep_until(duration)
     counts = b.stop().requests.status.value_counts()
     assert counts.get("dropped", 0) > 0.1 * len(times)
     assert counts.sum() == len(times)
