@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
 
 from ipa.errors import ConfigError
 from ipa.workloads import SYNTHETIC, WORKLOADS, load_trace, load_workload

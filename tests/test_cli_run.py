@@ -7,7 +7,6 @@ import json
 import pytest
 
 from ipa.cli import main
-from ipa.errors import ProfileMissing
 from ipa.pipelines import load_pipeline
 from ipa.runs import RunSpec, check_run_folder, execute
 
@@ -157,8 +156,4 @@ def test_on_bursty_ipa_is_more_accurate_than_fa2_low_and_cheaper_than_fa2_high_s
 @pytest.mark.slow
 @pytest.mark.parametrize("name", REFERENCE)
 def test_on_bursty_ipa_is_more_accurate_than_fa2_low_and_cheaper_than_fa2_high(tmp_path, name):
-    try:
-        pipeline = load_pipeline(name)
-    except ProfileMissing as e:
-        pytest.skip(f"reference profiles for {name!r} are not there yet: {e}")
-    _compare_on_bursty(pipeline, tmp_path)
+    _compare_on_bursty(load_pipeline(name), tmp_path)

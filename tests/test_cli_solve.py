@@ -85,7 +85,7 @@ def test_bad_input_exits_2_naming_the_problem(solve_cli, args, message):
 
 @pytest.mark.live
 def test_video_at_20_rps_from_the_command_line(reference_pipeline):
-    """The issue's acceptance command, as a user runs it (skips until video is profiled)."""
+    """The issue's acceptance command, as a user runs it."""
     reference_pipeline("video")
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "ipa.cli", "solve", "--pipeline", "video", "--rate", "20",

@@ -44,9 +44,6 @@ def test_synthetic_matrix_matches_the_committed_reference():
 
 
 def test_reference_pipelines_match_the_committed_reference():
-    if not REFERENCE_FILE.exists():
-        pytest.skip(f"{REFERENCE_FILE} is not there yet: the reference pipelines are still being profiled; "
-                    "create it with `ipa quality refresh` once they are")
     reference = read_reference(REFERENCE_FILE)
     print(f"{REFERENCE_FILE}: {len(reference)} cells of {sorted({r.cell.pipeline for r in reference})}")
     result = check(REFERENCE_FILE, workers=2)

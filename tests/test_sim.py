@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ipa.backends.sim import SimBackend
 from ipa.configuration import Configuration, StageConfig
-from ipa.errors import ConfigError, ProfileMissing
+from ipa.errors import ConfigError
 from ipa.pipelines import Pipeline, load_catalogue, load_pipeline
 from ipa.pipelines.profiles import read_profile_csv
 from ipa.sim import DROPPED, LATE, OK, PENDING, Simulator
@@ -332,9 +332,5 @@ def test_sanity_on_the_synthetic_pipelines(make_tiny_pipeline):
 
 @pytest.mark.parametrize("name", REFERENCE)
 def test_sanity_on_the_reference_pipelines(name):
-    try:
-        # a small replica cap keeps the overload run short (its load is 1.5x the top throughput)
-        pipeline = load_pipeline(name, overrides={name: {"scaling_cap": 4}})
-    except ProfileMissing as e:
-        pytest.skip(f"reference profiles for {name!r} are not there yet: {e}")
-    _sanity(pipeline)
+    # a small replica cap keeps the overload run short (its load is 1.5x the top throughput)
+    _sanity(load_pipeline(name, overrides={name: {"scaling_cap": 4}}))
