@@ -102,8 +102,19 @@ def test_nested_data_and_batches_split_by_row():
 
 def test_per_second_counts_difference_the_counter_and_handle_resets():
     samples = [(99.5, 0.0), (100.5, 3.0), (101.5, 7.0), (102.5, 2.0), (103.5, 4.0)]  # reset before 102.5
-    assert per_second_counts(samples, 101, 104) == [3.0, 4.0, 2.0, 2.0]
+    # boundaries interpolated: 100 -> 1.5, 101 -> 5, 102 -> 7 (no interpolation across the reset),
+    # 103 -> 3, 104 -> 4 (newest: held)
+    assert per_second_counts(samples, 101, 104) == [3.5, 2.0, 3.0, 1.0]
     assert per_second_counts(samples, 99, 100) is None  # no sample at or before 98
+
+
+def test_per_second_counts_do_not_inflate_when_scrapes_jitter():
+    # a steady 6 requests/s scraped about once a second at a drifting phase: two scrapes in
+    # one second and none in the next must not turn into a second of 12
+    times = [100.05, 100.95, 102.02, 102.97, 104.10, 104.90, 106.00, 107.05, 107.95, 109.0]
+    samples = [(t, 6.0 * (t - 100.0)) for t in times]
+    counts = per_second_counts(samples, 102, 109)
+    assert counts == pytest.approx([6.0] * 8)
 
 
 def test_batching_timeout_is_the_fill_time_at_capacity(tiny_pipeline):
