@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-from multiprocessing import Pool
+from multiprocessing import get_context
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,7 +155,7 @@ def matrix(workers: int, solver: str) -> None:
     if substituted:
         print(f"(not profiled yet, replaced by synthetic pipelines: {', '.join(substituted)})")
     started = time.perf_counter()
-    with Pool(workers) as pool:
+    with get_context("spawn").Pool(workers) as pool:  # HiGHS threads do not survive a fork
         results = pool.map(_matrix_cell, cells, chunksize=1)
     wall = time.perf_counter() - started
     per_run = [r[1] for r in results]

@@ -125,19 +125,15 @@ def run_matrix(cells: Sequence[Cell], out_root: str | Path, *, files: CatalogueF
             if progress:
                 progress(results[-1], len(results), len(jobs))
         return results
-    # fork: the workers inherit the loaded pipelines and whatever the caller imported
-    ctx = get_context("fork") if "fork" in _start_methods() else get_context()
+    # spawn, not fork: HiGHS keeps a thread pool, and a process forked after its parent solved
+    # with HiGHS deadlocks in its first solve (seen under pytest). Workers load the pipelines anew.
+    ctx = get_context("spawn")
     with ctx.Pool(min(workers, len(jobs))) as pool:
         for r in pool.imap(_run_cell, jobs, chunksize=1):
             results.append(r)
             if progress:
                 progress(r, len(results), len(jobs))
     return results
-
-
-def _start_methods() -> list[str]:
-    from multiprocessing import get_all_start_methods
-    return get_all_start_methods()
 
 
 def default_workers() -> int:
