@@ -33,8 +33,7 @@ def per_second_counts(samples: Sequence[tuple[float, float]], first: int, last: 
     out high: in a 300-s live run of video/bursty, 8-10 requests/s against the 6-7 actually sent.
     At the newest boundary, with no sample after it, the last value holds. A decrease is a
     counter reset (the process restarted): it is not interpolated across, and the new value
-    counts from zero. None when a second starts a scrape interval or more before the first
-    sample, or on NaN.
+    counts from zero. None when a second has no sample at or before its start, or on NaN.
     """
     if not samples:
         return None
@@ -44,9 +43,7 @@ def per_second_counts(samples: Sequence[tuple[float, float]], first: int, last: 
         while i < len(samples) and samples[i][0] <= t:
             i += 1
         if i == 0:
-            # less than a scrape interval before the first sample: the counter is taken to
-            # be where that sample found it (at a run's start, or after an outage's gap)
-            values_at.append(samples[0][1] if samples[0][0] - t < 1.0 else None)
+            values_at.append(None)
             continue
         t0, v0 = samples[i - 1]
         if i < len(samples):
@@ -120,7 +117,7 @@ class PrometheusMonitor:
             # the reading is shorter, never filled with guesses or the gap's lump sum
             cut = max((i for i in range(1, len(pts)) if pts[i][0] - pts[i - 1][0] > MAX_GAP_S), default=0)
             pts = pts[cut:]
-            start = max(first, math.floor(pts[0][0]) + 1)
+            start = max(first, math.ceil(pts[0][0]) + 1)  # whole seconds after the first sample only
             counts = per_second_counts(pts, start, last) if start <= last else []
             if counts is None:
                 self._unavailable(f"{self.metric} has NaN or missing samples")
