@@ -91,10 +91,10 @@ def test_bad_trace_files_are_clear_errors_and_write_nothing(catalogue_args, tmp_
 def test_backend_options_are_typed_and_recorded_in_the_summary(catalogue_args, tmp_path):
     out = tmp_path / "run"
     assert ipa_run(catalogue_args, out, "--workload", "bursty", "--duration", "60",
-                   "--backend-option", "scrape_lag_s=1.5") == 0
+                   "--backend-option", "scrape_lag_s=0") == 0
     params = json.loads((out / "summary.json").read_text())["params"]
-    assert params["backend_options"] == {"scrape_lag_s": 1.5}
-    # the option reached the simulator: its monitor lags, so the first readings differ
+    assert params["backend_options"] == {"scrape_lag_s": 0.0}
+    # the option reached the simulator: its monitor sees one second more (no scrape lag), so readings differ
     assert ipa_run(catalogue_args, tmp_path / "plain", "--workload", "bursty", "--duration", "60") == 0
     assert json.loads((tmp_path / "plain" / "summary.json").read_text())["params"]["backend_options"] == {}
     assert (out / "decisions.csv").read_text() != (tmp_path / "plain" / "decisions.csv").read_text()

@@ -4,6 +4,7 @@ synthetic tiny pipeline (tests/conftest.py) with load times shortened."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from ipa.errors import ConfigError, IpaError
 from ipa.monitoring import prometheus as prom_mod
 from ipa.monitoring.monitor import PrometheusMonitor, per_second_counts
 from ipa.serving import v2
-from ipa.serving.metrics import Registry, latency_buckets
+from ipa.serving.metrics import Registry, WholeSecondCounter, latency_buckets
 from ipa.serving.processes import ProcessError, check_port_free
 from ipa.serving.stack import LiveStack, batch_timeout_s
 
@@ -75,6 +76,25 @@ def test_histogram_has_an_edge_at_the_sla_and_cumulative_buckets():
     assert 'x_seconds_bucket{p="a",le="0.7"} 2' in text  # le is inclusive: 0.7 is within the SLA
     assert 'x_seconds_bucket{p="a",le="+Inf"} 4' in text
     assert 'x_seconds_count{p="a"} 4' in text
+
+
+def test_whole_second_counter_exposes_each_boundary_once_with_its_stamp():
+    now = [100.2]
+    c = WholeSecondCounter("arrivals_total", "help", ("p",), clock=lambda: now[0])
+    c.touch(p="a")
+    assert c.lines() == ['arrivals_total{p="a"} 0 100000']
+    # events (inc) and scrapes (a line expected) in time order; a scrape anywhere in a second
+    # exposes the count up to that second's start, stamped with it: one value per boundary,
+    # whatever the scrape's phase
+    timeline = [(100.2, None), (100.7, None), (100.99, "0 100000"), (101.05, "2 101000"), (101.1, None),
+                (101.95, "2 101000"), (102.0, "3 102000"), (103.4, None), (103.9, "3 103000"),
+                (104.0, "4 104000"), (107.5, "4 107000")]
+    for t, line in timeline:
+        now[0] = t
+        if line is None:
+            c.inc(p="a")
+            continue
+        assert c.lines() == [f'arrivals_total{{p="a"}} {line}']
 
 
 @pytest.mark.parametrize("body,code", [
@@ -316,24 +336,30 @@ def test_port_in_use_is_a_clear_error(tiny_pipeline, tmp_path):
 @pytest.mark.live
 def test_prometheus_scrapes_and_the_monitor_reads_arrivals_and_survives_an_outage(stack_factory):
     s = stack_factory(prometheus=True)
-    t0 = time.time()
-    mon = PrometheusMonitor(s.prometheus.url, t0 - 5)
+    t0 = math.floor(time.time()) - 5
+    mon = PrometheusMonitor(s.prometheus.url, t0)
     # the reading counts whole seconds after the counter's first sample: send only after it
     while not mon._samples(20):
         time.sleep(0.2)
-    time.sleep(1.5)
-    sent = 0
-    end = time.time() + 4.5
-    while time.time() < end:
-        assert post(s.infer_url, ROW)[0] == 200
-        sent += 1
-        time.sleep(0.05)
-    time.sleep(3.0)  # let the last scrape land (1-s scrapes, whole seconds only)
+    # an uneven pattern, each second's requests well inside it: the reading must give every
+    # second's count exactly, not spread over its neighbours by the scrape phase
+    pattern = [3, 1, 4, 0, 2]
+    first = math.floor(time.time()) + 2
+    for i, n in enumerate(pattern):
+        for j in range(n):
+            wait = first + i + 0.1 + 0.6 * j / max(n, 1) - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            assert post(s.infer_url, ROW)[0] == 200
+    sent = sum(pattern)
+    time.sleep(3.0)  # let the last boundary's scrape land (1-s scrapes)
     reading = mon.read(20)
     assert reading is not None and reading.arrivals_per_s
-    # every arrival the router counted shows up within the window (nothing before t0 - 5 s)
-    assert sum(reading.arrivals_per_s) == pytest.approx(sent, abs=1)
-    assert reading.until_s == pytest.approx(time.time() - (t0 - 5), abs=2.5)
+    newest = round(t0 + reading.until_s)  # the reading's last second ends here (epoch seconds)
+    by_second = dict(zip(range(newest - len(reading.arrivals_per_s), newest), reading.arrivals_per_s))
+    assert [by_second[first + i] for i in range(len(pattern))] == pattern
+    assert sum(reading.arrivals_per_s) == sent  # nothing before or after the pattern
+    assert reading.until_s == pytest.approx(time.time() - t0, abs=2.5)
     s.prometheus.stop()
     assert mon.read(20) is None
     assert mon.unavailable_since is not None

@@ -31,6 +31,17 @@ def compare(sim: dict, live: dict) -> list[tuple[str, float, float, float, float
     return rows
 
 
+def decision_agreement(sim_dir: Path, live_dir: Path) -> tuple[int, int, int]:
+    """(steps, steps that observed the same peak rate, steps that chose the same configuration)."""
+    import pandas as pd
+
+    sim, live = (pd.read_csv(d / "decisions.csv").set_index("time_s") for d in (sim_dir, live_dir))
+    both = sim.join(live, how="inner", lsuffix="_sim", rsuffix="_live")
+    same_obs = ((both["observed_rps_sim"] - both["observed_rps_live"]).abs() < 1e-9) | (
+        both["observed_rps_sim"].isna() & both["observed_rps_live"].isna())
+    return len(both), int(same_obs.sum()), int((both["configuration_sim"] == both["configuration_live"]).sum())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pipeline", default="video")
@@ -49,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
         catalogue = load_catalogue(a.pipelines_file, a.variants_file) if (a.pipelines_file or a.variants_file) else None
         pipeline = load_pipeline(a.pipeline, catalogue=catalogue, profiles_path=a.profiles_file)
-        summaries = {}
+        summaries, folders = {}, {}
         for backend in ("sim", "local"):
             spec = RunSpec(pipeline=a.pipeline, policy=a.policy, workload=a.workload, predictor=a.predictor,
                            backend=backend, seed=a.seed, duration_s=a.duration)
@@ -58,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             execute(spec, out, force=True, requests=True, pipeline=pipeline, argv=sys.argv)
             summaries[backend] = json.loads((out / "summary.json").read_text())
+            folders[backend] = out
     except IpaError as e:
         print(f"fidelity: error: {e}", file=sys.stderr)
         return 2
@@ -73,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{backend}: sent {summ['requests_sent']}, on time {summ['requests_on_time']}, late "
               f"{summ['requests_late']}, dropped {summ['requests_dropped']}, failed {summ['requests_failed']}, "
               f"PAS {summ['pas_mean']:.4f}")
+    steps, same_obs, same_cfg = decision_agreement(folders["sim"], folders["local"])
+    print(f"adaptation steps: {steps}; same observed peak {same_obs}, same configuration chosen {same_cfg}")
     return 0 if all(r[-1] for r in rows) else 1
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import sys
 import threading
@@ -99,14 +100,18 @@ def post_router_configuration(router_url: str, pipeline: Pipeline, configuration
 
 class WallClock:
     """Seconds since the load started (``reset`` when it does); ``t0_wall`` is that instant in
-    epoch seconds, the time base of the load generator and of the Prometheus monitor."""
+    epoch seconds, the time base of the load generator and of the Prometheus monitor: a whole
+    second, so that the run's seconds are those the router's arrival counter is stamped with."""
+
+    START_MARGIN_S = 0.5  # at least this between telling the load generator t0 and t0 itself
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self._t0 = time.monotonic()
-        self.t0_wall = time.time()
+        now_wall, now = time.time(), time.monotonic()
+        self.t0_wall = math.ceil(now_wall + self.START_MARGIN_S)
+        self._t0 = now + (self.t0_wall - now_wall)
 
     def now(self) -> float:
         return time.monotonic() - self._t0

@@ -23,13 +23,13 @@ from ipa.backends.base import AppliedChange, RunOutput
 from ipa.configuration import Configuration
 from ipa.errors import ConfigError, IpaError
 from ipa.loadgen import LoadGenerator, classify, send_lag
-from ipa.monitoring.monitor import PrometheusMonitor, export_series
+from ipa.monitoring.monitor import PrometheusMonitor, export_series, whole_second_start
 from ipa.pipelines.pipeline import Pipeline
 from ipa.serving.spec import MODES
 from ipa.serving.stack import LiveStack
 
 STATUS_POLL_S = 0.25
-START_MARGIN_S = 0.5  # between telling Locust t0 and t0 itself
+START_MARGIN_S = 0.5  # at least this between telling Locust t0 and t0 itself (a whole second)
 
 
 class WallClock:
@@ -90,7 +90,7 @@ class LocalBackend:
             self.loadgen = LoadGenerator(self.stack.group, self.work_dir, self.stack.router_url,
                                          f"/v2/models/{pipeline.name}/infer", send_times_s, drain_s=drain)
             self.loadgen.launch()
-            t0 = time.time() + START_MARGIN_S
+            t0 = whole_second_start(START_MARGIN_S)
             self.clock = WallClock(t0)
             self.monitor = PrometheusMonitor(self.stack.prometheus.url, t0)
             self._applied = [AppliedChange(0.0, initial, 0.0, "initial")]

@@ -35,6 +35,12 @@ class SimClock:
             sim.run_until(t)
 
 
+# The live monitor's newest readable second at run time t ends at t-1: the router's arrival
+# counter is stamped on whole seconds and each boundary is scraped (every 1 s) during the second
+# after it (ipa.monitoring.monitor). The simulator sees the same, so the two decide alike.
+DEFAULT_SCRAPE_LAG_S = 1.0
+
+
 class SimMonitor:
     """Per-second arrival counts as Prometheus would give them from the router's request counter:
     whole seconds only, and only those older than the scrape lag."""
@@ -55,7 +61,7 @@ class SimMonitor:
 class SimBackend:
     name = "sim"
 
-    def __init__(self, seed: int = 0, scrape_lag_s: float = 0.0):
+    def __init__(self, seed: int = 0, scrape_lag_s: float = DEFAULT_SCRAPE_LAG_S):
         if scrape_lag_s < 0 or not math.isfinite(scrape_lag_s):
             raise ConfigError(f"sim backend: scrape_lag_s must be a finite number >= 0, got {scrape_lag_s!r}")
         self.seed = int(seed)
@@ -110,7 +116,7 @@ class SimBackend:
                          provisioned_cores=list(sim.cores_log), serving_variants=list(sim.serving_log))
 
 
-def make_backend(seed: int = 0, scrape_lag_s: float = 0.0, **unknown) -> SimBackend:
+def make_backend(seed: int = 0, scrape_lag_s: float = DEFAULT_SCRAPE_LAG_S, **unknown) -> SimBackend:
     if unknown:
         raise ConfigError(f"sim backend: unknown option(s) {sorted(unknown)}; known: seed, scrape_lag_s")
     return SimBackend(seed=seed, scrape_lag_s=scrape_lag_s)

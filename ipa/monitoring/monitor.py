@@ -1,9 +1,13 @@
 """The adapter's view of the live pipeline: per-second arrivals read from Prometheus (PromQL).
 
-IPA reads the per-second rate of the router's request counter (fact 23). Here the raw samples
-of ``ipa_router_requests_total`` over the window come back from one range-vector query and are
-differenced per whole second (the counter interpolated at each second's boundary), so each
-second's count is exact up to the 1-s scrape delay and the scrape phase.
+IPA reads the per-second rate of the router's request counter (fact 23). The router exposes that
+counter as of the last whole wall-clock second, stamped with that second
+(``ipa_router_requests_whole_seconds_total``, see ipa.serving.metrics.WholeSecondCounter), so
+the raw samples of one range-vector query sit on second boundaries and their differences are
+the exact count of each second, whatever the scrape's phase. A run's clock starts on a whole
+second (``whole_second_start``), so those seconds are the run's seconds, as in the simulator.
+The newest second readable at run time t is the one ending at t-1: its boundary is scraped
+during the second after it (the simulator's ``scrape_lag_s`` of 1 s).
 Anything that is not clean data (Prometheus unreachable, an error, a gap in the samples, NaN)
 gives ``None``: the adapter then keeps its configuration rather than act on a hole. After an
 outage the reading restarts from the first fresh sample (a shorter history, as at a run's start).
@@ -17,7 +21,7 @@ from typing import Callable, Sequence
 
 from ipa.backends.base import MonitorReading
 
-ARRIVALS_METRIC = "ipa_router_requests_total"
+ARRIVALS_METRIC = "ipa_router_requests_whole_seconds_total"
 MAX_GAP_S = 3.0  # samples further apart than this (scrape interval 1 s) mean Prometheus lost data
 
 log = logging.getLogger("ipa.monitoring")
@@ -26,14 +30,13 @@ log = logging.getLogger("ipa.monitoring")
 def per_second_counts(samples: Sequence[tuple[float, float]], first: int, last: int) -> list[float] | None:
     """Increments of a counter in each whole second (T-1, T] for T = first..last (epoch seconds).
 
-    Scrapes land about once a second at a drifting phase, so the counter's value at a boundary T
-    is interpolated linearly between the samples around it (the kind of estimate Prometheus'
-    ``increase()`` makes). Reading it as the last sample at or before T instead lets one second's
-    count cover anything from 0 to 2 scrape intervals, and the 10-s peaks the predictor sees come
-    out high: in a 300-s live run of video/bursty, 8-10 requests/s against the 6-7 actually sent.
-    At the newest boundary, with no sample after it, the last value holds. A decrease is a
-    counter reset (the process restarted): it is not interpolated across, and the new value
-    counts from zero. None when a second has no sample at or before its start, or on NaN.
+    Samples stamped on the boundaries give each second's count exactly. A boundary with no
+    sample of its own (a scrape slipped past it) gets the counter interpolated linearly between
+    the samples around it, the estimate Prometheus' ``increase()`` makes, which spreads the two
+    seconds' arrivals evenly rather than giving one of them both. At the newest boundary, with no
+    sample after it, the last value holds. A decrease is a counter reset (the process restarted):
+    it is not interpolated across, and the new value counts from zero. None when a second has no
+    sample at or before its start, or on NaN.
     """
     if not samples:
         return None
@@ -57,6 +60,12 @@ def per_second_counts(samples: Sequence[tuple[float, float]], first: int, last: 
             return None
         out.append(b - a if b >= a else b)
     return out
+
+
+def whole_second_start(margin_s: float, wall: Callable[[], float] = time.time) -> int:
+    """The first whole epoch second at least ``margin_s`` from now: a run's t0, so that its
+    seconds are the wall-clock seconds the router's counter is stamped with."""
+    return math.ceil(wall() + margin_s)
 
 
 class PrometheusMonitor:

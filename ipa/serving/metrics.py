@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import time
 from typing import Iterable
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -61,6 +62,47 @@ class Gauge(Counter):
 
     def clear(self) -> None:
         self._values.clear()
+
+
+class WholeSecondCounter(_Metric):
+    """A counter exposed as of the last whole second, with that second as the sample's timestamp.
+
+    ``inc`` records when each event happened; a scrape at wall time ``now`` exposes the events
+    before ``floor(now)``, stamped ``floor(now)``. Prometheus keeps the stamp (honor_timestamps),
+    so the stored series sits on whole-second boundaries whatever the scrape's phase, and the
+    difference of two neighbouring samples is the exact count of one wall-clock second: the
+    per-second arrivals IPA's predictor needs, which a plain counter scraped at a drifting phase
+    only gives smeared over two seconds. A repeated stamp carries the same value (events are
+    never back-dated), which Prometheus stores once.
+    """
+
+    kind = "counter"
+
+    def __init__(self, name: str, help_: str, labels: Iterable[str] = (), clock=time.time):
+        super().__init__(name, help_, labels)
+        self.clock = clock
+
+    def inc(self, **labels: str) -> None:
+        second = math.floor(self.clock())
+        k = self._key(labels)
+        # [events before `second`, the second being counted, its events so far]
+        state = self._values.setdefault(k, [0, second, 0])
+        if second > state[1]:  # type: ignore[index]
+            state[0] += state[2]  # type: ignore[index]
+            state[1], state[2] = second, 0  # type: ignore[index]
+        state[2] += 1  # type: ignore[index]
+
+    def touch(self, **labels: str) -> None:
+        """Expose the series (at zero) before its first event."""
+        self._values.setdefault(self._key(labels), [0, math.floor(self.clock()), 0])
+
+    def lines(self) -> list[str]:
+        boundary = math.floor(self.clock())
+        out = []
+        for k, (before, second, current) in self._values.items():  # type: ignore[misc]
+            value = before + current if second < boundary else before
+            out.append(f"{self.name}{_labels(self.label_names, k)} {value} {boundary * 1000}")
+        return out
 
 
 class Histogram(_Metric):
@@ -118,6 +160,9 @@ class Registry:
 
     def gauge(self, name: str, help_: str, labels: Iterable[str] = ()) -> Gauge:
         return self.add(Gauge(name, help_, labels))
+
+    def whole_second_counter(self, name: str, help_: str, labels: Iterable[str] = ()) -> WholeSecondCounter:
+        return self.add(WholeSecondCounter(name, help_, labels))
 
     def histogram(self, name: str, help_: str, buckets: Iterable[float], labels: Iterable[str] = ()) -> Histogram:
         return self.add(Histogram(name, help_, buckets, labels))

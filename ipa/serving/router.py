@@ -154,6 +154,10 @@ class Router:
         p = spec.pipeline
         self.m_arrivals = r.counter("ipa_router_requests_total", "Pipeline requests received (well-formed)",
                                     ("pipeline",))
+        self.m_arrivals_by_second = r.whole_second_counter(
+            "ipa_router_requests_whole_seconds_total",
+            "Pipeline requests received before the last whole wall-clock second, stamped with that second",
+            ("pipeline",))
         self.m_responses = r.counter("ipa_router_responses_total",
                                      "Pipeline requests answered, by outcome (ok, dropped, failed)",
                                      ("pipeline", "outcome"))
@@ -179,6 +183,7 @@ class Router:
         self.m_sla.set(spec.sla_s, pipeline=p, kind="sla")
         self.m_sla.set(spec.drop_limit_s, pipeline=p, kind="drop_limit")
         self.m_arrivals.inc(0, pipeline=p)
+        self.m_arrivals_by_second.touch(pipeline=p)
         for q in self.queues:
             self.m_queue.set(0, stage=q.name)
             self.m_drops.inc(0, stage=q.name)
@@ -444,6 +449,7 @@ class Router:
             self.m_bad.inc(pipeline=p, code=e.code)
             return e.response()
         self.m_arrivals.inc(pipeline=p)
+        self.m_arrivals_by_second.inc(pipeline=p)
         rid = str(doc.get("id") or next(self._ids))
         item = Item(rid, tensor.data, arrived, asyncio.get_running_loop().create_future())
         self._enqueue(self.queues[0], item)
