@@ -196,6 +196,8 @@ def test_v2_routes_and_errors_are_served_and_counted(stack_factory):
     s = stack_factory()
     assert get(f"{s.router_url}/v2/health/live")[0] == 200
     assert get(f"{s.router_url}/v2/health/ready")[0] == 200
+    assert get(s.infer_url.removesuffix("/infer") + "/ready")[0] == 200  # the pipeline as a V2 model
+    assert get(f"{s.stage_url('detector')}/v2/models/detector/ready")[0] == 200
     status, meta = get(f"{s.stage_url('detector')}/v2/models/detector")
     assert status == 200 and json.loads(meta)["versions"] == ["det-s"]
     status, body = post(s.infer_url, ROW)
@@ -217,6 +219,8 @@ def test_v2_routes_and_errors_are_served_and_counted(stack_factory):
     stage_text = get(f"{s.stage_url('classifier')}/metrics")[1].decode()
     assert metric(stage_text, "ipa_stage_bad_requests_total", code="unknown-model") == 1
     assert metric(stage_text, "ipa_stage_items_total") == 1
+    assert get(f"{s.router_url}/v2/models/nope/ready")[0] == 404
+    assert metric(get(f"{s.router_url}/metrics")[1].decode(), "ipa_router_bad_requests_total", code="unknown-model") == 2
 
 
 @pytest.mark.live

@@ -404,14 +404,17 @@ class Router:
             for q in self.queues]}
 
     # --- HTTP ---------------------------------------------------------------------------------
+    def ready(self) -> bool:
+        """Every stage has a ready replica to serve a request now."""
+        return all(q.capacity > 0 for q in self.queues)
+
     async def handle(self, req: Request) -> Response:
         path = req.path.rstrip("/")
         p = self.spec.pipeline
         if path == "/v2/health/live":
             return v2.ok({"live": True})
         if path == "/v2/health/ready":
-            ready = all(q.capacity > 0 for q in self.queues)
-            return v2.ok({"ready": True}) if ready else v2.error("not-ready", "a stage has no ready replica")
+            return v2.ok({"ready": True}) if self.ready() else v2.error("not-ready", "a stage has no ready replica")
         if path == "/metrics":
             return Response(200, self.registry.render(), CONTENT_TYPE)
         if path == "/admin/status":
@@ -426,14 +429,18 @@ class Router:
                 return v2.error("bad-request", f"configuration must be {{stage: {{variant, batch, replicas, cores}}}}: {e}")
         if path == "/v2":
             return v2.ok({"name": "ipa-bench router", "version": "1", "extensions": []})
-        if path.startswith("/v2/models/"):
-            rest = path[len("/v2/models/"):].split("/")
-            if rest[0] != p:
+        route = v2.model_route(req.method, path)
+        if route is not None:
+            model, action = route
+            if model != p:
                 self.m_bad.inc(pipeline=p, code="unknown-model")
-                return v2.error("unknown-model", f"model {rest[0]!r} is not served here; the pipeline is {p!r}")
-            if len(rest) == 1 and req.method == "GET":
+                return v2.error("unknown-model", f"model {model!r} is not served here; the pipeline is {p!r}")
+            if action == "metadata":
                 return v2.ok(v2.model_metadata(p, ["1"], "ipa-pipeline", parameters=self.status()))
-            if rest[1:] == ["infer"] and req.method == "POST":
+            if action == "ready":
+                return v2.ok({"name": p, "ready": True}) if self.ready() else \
+                    v2.error("not-ready", "a stage has no ready replica")
+            if action == "infer":
                 return await self.infer(req)
         return v2.error("not-found", f"no route for {req.method} {req.path}")
 

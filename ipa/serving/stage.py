@@ -208,18 +208,19 @@ class StageServer:
             return v2.ok(self.status())
         if path == "/v2":
             return v2.ok({"name": "ipa-bench stage server", "version": "1", "extensions": []})
-        if path.startswith("/v2/models/"):
-            rest = path[len("/v2/models/"):].split("/")
-            if rest[0] != name:
+        route = v2.model_route(req.method, path)
+        if route is not None:
+            model, action = route
+            if model != name:
                 self.m_bad.inc(stage=name, code="unknown-model")
-                return v2.error("unknown-model", f"model {rest[0]!r} is not served here; this stage serves {name!r}")
-            if len(rest) == 1 and req.method == "GET":
+                return v2.error("unknown-model", f"model {model!r} is not served here; this stage serves {name!r}")
+            if action == "metadata":
                 return v2.ok(v2.model_metadata(name, [self.config.variant], f"ipa-{self.spec.mode}",
                                                parameters=self.status()))
-            if rest[1:] == ["ready"]:
+            if action == "ready":
                 ready = any(r.state == READY for r in self.replicas)
                 return v2.ok({"name": name, "ready": ready}) if ready else v2.error("not-ready", "loading")
-            if rest[1:] == ["infer"] and req.method == "POST":
+            if action == "infer":
                 return await self.infer(req)
         return v2.error("not-found", f"no route for {req.method} {req.path}")
 

@@ -164,6 +164,19 @@ def output_tensor(doc: dict, name: str = "output") -> Tensor:
     raise V2Error("bad-request", f"response has no output named {name!r}")
 
 
+MODEL_ACTIONS = {("GET", ""): "metadata", ("GET", "ready"): "ready", ("POST", "infer"): "infer"}
+
+
+def model_route(method: str, path: str) -> tuple[str, str | None] | None:
+    """A request under ``/v2/models/`` as (model name, action): ``metadata`` (GET
+    /v2/models/{name}), ``ready`` (GET .../ready) or ``infer`` (POST .../infer), action None for
+    anything else there. None for a path outside ``/v2/models/``."""
+    if not path.startswith("/v2/models/"):
+        return None
+    name, _, rest = path[len("/v2/models/"):].partition("/")
+    return name, MODEL_ACTIONS.get((method, rest))
+
+
 def model_metadata(name: str, versions: list[str], platform: str, width: int = -1, parameters: dict | None = None) -> dict:
     doc = {"name": name, "versions": versions, "platform": platform,
            "inputs": [{"name": INPUT_NAME, "datatype": INPUT_DATATYPE, "shape": [-1, width]}],
