@@ -58,8 +58,12 @@ def workflow_copy(dest: Path) -> Path:
     return dest
 
 
-def snakemake(cwd: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(cwd: Path, *args: str, check: bool = True, timeout: int = 900,
+              package: Path | None = None) -> subprocess.CompletedProcess:
+    """``package``: a folder holding another copy of the `ipa` package, imported instead."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    if package is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package), env.get("PYTHONPATH")]))
     proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
     if check and proc.returncode != 0:
@@ -222,6 +226,26 @@ def test_ci_preset_end_to_end_resumes_and_reports(copy):
     assert (victim / "summary.json").is_file()
     for p, mtime in before.items():
         assert p.stat().st_mtime_ns == mtime, f"{p} was redone"
+
+    # a result made by other code is made again: a changed policy reruns every run (the profile
+    # table stays), a changed plot only the summary and figures; the same code reruns nothing
+    import ipa
+
+    package = copy / "package"
+    shutil.copytree(Path(ipa.__file__).parent, package / "ipa", ignore=shutil.ignore_patterns("__pycache__"))
+    same = snakemake(copy, "-n", *config, package=package)
+    assert "Nothing to be done" in same.stdout + same.stderr
+    runs = {str(Path(r) / "summary.json") for r in summary["run_dir"]}
+    policy_module = package / "ipa/policies/rules.py"
+    original = policy_module.read_text()
+    policy_module.write_text(original + "\n# changed\n")
+    dry = snakemake(copy, "-n", *config, package=package)
+    assert dry_run_outputs(dry, "run_sim") | dry_run_outputs(dry, "run_live") == runs
+    assert "rule profiles" not in dry.stdout
+    policy_module.write_text(original)
+    (package / "ipa/analysis/figures.py").write_text((package / "ipa/analysis/figures.py").read_text() + "\n# changed\n")
+    dry = snakemake(copy, "-n", *config, package=package)
+    assert not dry_run_outputs(dry, "run_sim") and dry_run_outputs(dry, "summary") == {"results/summary.csv"}
 
     # the HTML report holds every figure with its caption
     snakemake(copy, "--report", "report.html", *config)

@@ -9,6 +9,8 @@ rule summary:
         all_runs(),
     output:
         "results/summary.csv",
+    params:
+        code=ANALYSIS_CODE,
     log:
         "logs/summary.log",
     conda:
@@ -23,6 +25,7 @@ rule figure_load_patterns:
     output:
         **figure_outputs("load_patterns", "load_patterns", "1. Workloads"),
     params:
+        code=ANALYSIS_CODE,
         kind="load_patterns",
         workloads=config["workloads"],
     log:
@@ -39,6 +42,7 @@ rule figure_timeseries:
     output:
         **figure_outputs("timeseries/{pipeline}", "timeseries", "2. Time series", pipeline="{pipeline}"),
     params:
+        code=ANALYSIS_CODE,
         kind="timeseries",
         args=timeseries_args,
     log:
@@ -55,6 +59,7 @@ rule figure_summary_bars:
     output:
         **figure_outputs("summary_bars", "summary_bars", "3. Summary"),
     params:
+        code=ANALYSIS_CODE,
         kind="summary_bars",
         args={"where": matrix_where()},
     log:
@@ -71,6 +76,7 @@ rule figure_latency_cdf:
     output:
         **figure_outputs("latency_cdf", "latency_cdf", "4. Latency"),
     params:
+        code=ANALYSIS_CODE,
         kind="latency_cdf",
         args=latency_cdf_args() if "latency_cdf" in config else {},
     log:
@@ -87,6 +93,7 @@ rule figure_decision_time:
     output:
         **figure_outputs("decision_time", "decision_time", "5. Decision time"),
     params:
+        code=ANALYSIS_CODE,
         kind="decision_time",
     log:
         "logs/figures/decision_time.log",
@@ -102,6 +109,7 @@ rule figure_preference_sweep:
     output:
         **figure_outputs("preference_sweep", "preference_sweep", "6. Objective preference"),
     params:
+        code=ANALYSIS_CODE,
         kind="preference_sweep",
         args=preference_args() if "preference_sweep" in config else {},
     log:
@@ -118,6 +126,7 @@ rule figure_predictor_ablation:
     output:
         **figure_outputs("predictor_ablation", "predictor_ablation", "7. Predictor ablation"),
     params:
+        code=ANALYSIS_CODE,
         kind="predictor_ablation",
         args=ablation_args() if "predictor_ablation" in config else {},
     log:
@@ -134,6 +143,7 @@ rule figure_fidelity:
     output:
         **figure_outputs("fidelity", "fidelity", "8. Simulator fidelity"),
     params:
+        code=ANALYSIS_CODE,
         kind="fidelity",
         args=fidelity_args(),
     log:

@@ -124,6 +124,32 @@ if "cluster" not in workflow.global_resources:
 LIVE_THREADS = 1024
 
 
+# --- which code made a result -------------------------------------------------------------------
+# A result made by other code is made again. The rules that run experiments carry a fingerprint
+# of the `ipa` package (everything but ipa/analysis), the summary and figure rules one of
+# ipa/analysis, as params: Snakemake's params rerun trigger then redoes what a changed simulator,
+# policy or plot would change, instead of presenting yesterday's figures as today's.
+def package_fingerprint(analysis: bool) -> str:
+    import hashlib
+    import importlib.util
+
+    root = Path(importlib.util.find_spec("ipa").origin).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or "__pycache__" in path.parts:
+            continue
+        relative = path.relative_to(root)
+        if (relative.parts[0] == "analysis") != analysis:
+            continue
+        for part in (relative.as_posix().encode(), b"\0", path.read_bytes()):
+            h.update(part)
+    return h.hexdigest()[:16]
+
+
+RUN_CODE = package_fingerprint(analysis=False)
+ANALYSIS_CODE = package_fingerprint(analysis=True)
+
+
 # --- the run-folder layout ---------------------------------------------------------------------
 # One folder per run; every parameter that changes the result is a path component, so two
 # experiments that need the same run share it (e.g. the ablation's lstm run is the main run).

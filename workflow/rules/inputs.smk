@@ -7,6 +7,8 @@ rule workload_window:
     """The per-second request rates of one trace window, as the runs and the figures see them."""
     output:
         "results/workloads/{workload}.csv",
+    params:
+        code=RUN_CODE,
     log:
         "logs/workloads/{workload}.log",
     conda:
@@ -18,7 +20,8 @@ rule workload_window:
 rule profiles:
     """The profile table of this experiment: the committed reference profiles (or the config's
     catalogue.profiles), or with `reprofile: true` a fresh `ipa profile` of every pipeline in the
-    matrix on this machine."""
+    matrix on this machine. No code fingerprint here: a re-profile takes hours, and the table only
+    changes when its input (the committed profiles) or `reprofile` does."""
     input:
         reference=catalogue_paths()["profiles"],
     output:
@@ -50,6 +53,7 @@ rule catalogue:
     params:
         sla_factor=config["sla_factor"],
         weights=preference_weights,
+        code=RUN_CODE,
     log:
         "logs/catalogue/{weights}.log",
     conda:

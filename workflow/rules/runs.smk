@@ -16,6 +16,7 @@ rule run_sim:
         requests=False,
         interval_s=config["interval_s"],
         solver=config["solver"],
+        code=RUN_CODE,
     log:
         "logs/runs/sim/{pipeline}/{workload}/{duration}s/{policy}/{predictor}/{weights}/seed{seed}.log",
     benchmark:
@@ -43,6 +44,7 @@ rule run_live:
         requests=True,
         interval_s=config["interval_s"],
         solver=config["solver"],
+        code=RUN_CODE,
     threads: LIVE_THREADS
     resources:
         cluster=1,

@@ -12,6 +12,7 @@ rule solver_benchmark:
         max_stages=config.get("solver_benchmark", {}).get("max_stages", 1),
         max_variants=config.get("solver_benchmark", {}).get("max_variants", 1),
         repeats=config.get("solver_benchmark", {}).get("repeats", 1),
+        code=RUN_CODE,
     log:
         "logs/solver_benchmark.log",
     benchmark:
