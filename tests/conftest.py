@@ -6,6 +6,7 @@ tested separately, in tests that skip while a pipeline is not profiled yet.
 from __future__ import annotations
 
 import csv
+import signal
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,10 @@ def reference_pipeline():
 
     The profiles of all five pipelines are committed, so a missing one is a failure, not a skip."""
     return load_pipeline
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child process a test interrupts with SIGINT: the signal at its default,
+    as a terminal's Ctrl-C finds it, even when pytest was started with SIGINT ignored (a shell's
+    background job, `nohup`), which every child would otherwise inherit and so never see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -27,6 +27,7 @@ from pathlib import Path
 import psutil
 import pulp
 import pytest
+from conftest import default_sigint
 
 from ipa.cli import main
 from ipa.configuration import Configuration, StageConfig
@@ -440,7 +441,7 @@ def _interrupt_run(args, tmp_path, wait_for: str, timeout_s: float,
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "ipa.cli", "run", *args, "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=default_sigint)
     lines, deadline = [], time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         line = proc.stderr.readline()

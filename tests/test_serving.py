@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
+from conftest import default_sigint
 
 from ipa.configuration import Configuration, StageConfig
 from ipa.errors import ConfigError, IpaError
@@ -397,7 +398,7 @@ def test_ipa_serve_stops_every_process_on_a_signal(tiny_files, tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "ipa.cli", "serve", "--pipeline", "tiny-video",
                              "--pipelines-file", str(pipelines), "--variants-file", str(variants),
                              "--profiles-file", str(profiles), "--work-dir", str(tmp_path / "serve")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint)
     try:
         lines = []
         deadline = time.time() + 30

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import write_tiny_catalogue
+from conftest import default_sigint, write_tiny_catalogue
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -262,7 +262,8 @@ def test_an_interrupted_workflow_resumes_without_redoing_finished_runs(tmp_path)
     config = ["--configfile", "test-config.yaml", "--replace-workflow-config"]
     runs = root / "results/runs"
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", *config], cwd=root,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 300
         while len(list(runs.rglob("summary.json"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
