@@ -19,7 +19,7 @@ import pytest
 
 kubernetes = pytest.importorskip("kubernetes")
 
-from ipa.backends.kubernetes import KubernetesBackend, KubernetesSettings, plan_changes  # noqa: E402
+from ipa.backends.kubernetes import KubernetesBackend, KubernetesSettings, WallClock, plan_changes  # noqa: E402
 from ipa.configuration import Configuration, StageConfig  # noqa: E402
 from ipa.k8s.client import (ClusterForbidden, ClusterUnreachable, ContainerFailing, ImageMissing,  # noqa: E402
                             InsufficientCapacity, KubernetesApi, RolloutTimeout)
@@ -492,3 +492,13 @@ def test_cluster_options_reject_bad_values():
         ClusterOptions(router_node_port=8080)
     with pytest.raises(ConfigError, match="not a valid Kubernetes name"):
         ClusterOptions(namespace="Bad_Name")
+
+
+def test_the_run_clock_starts_on_a_whole_second_just_ahead():
+    # the router stamps its arrival counter on whole wall-clock seconds: the run's seconds must be those
+    import time
+
+    clock = WallClock()
+    assert clock.t0_wall == int(clock.t0_wall)
+    assert 0.5 <= clock.t0_wall - time.time() <= 1.5
+    assert clock.now() == pytest.approx(time.time() - clock.t0_wall, abs=0.05)
