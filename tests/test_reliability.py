@@ -356,6 +356,44 @@ def test_a_gap_in_the_samples_shortens_the_reading_instead_of_inventing_data(pro
     assert len(reading.arrivals_per_s) <= 10
 
 
+def _stamped(counts: dict[int, int]) -> list[tuple[float, str]]:
+    """Samples of a whole-second counter (the router's): one per boundary T0 + s, holding the
+    arrivals of the seconds before it; ``counts`` = {second: arrivals}."""
+    total, out = 0, []
+    for s in range(0, 31):
+        out.append((T0 + s, str(total)))
+        total += counts.get(s, 0)
+    return out
+
+
+def test_whole_second_samples_give_each_second_its_own_count(prometheus_like):
+    counts = {s: (s * 7) % 5 for s in range(30)}
+    prometheus_like.samples([pt for pt in _stamped(counts) if pt[0] <= T0 + 29])
+    monitor = _monitor(prometheus_like.url)  # at T0 + 30.4: the newest boundary is T0 + 29
+    reading = monitor.read(120)
+    assert reading.until_s == 29 and reading.arrivals_per_s == [float(counts[s]) for s in range(29)]
+    assert not monitor.log
+
+
+def test_a_boundary_not_scraped_yet_ends_the_reading_a_second_early_instead_of_counting_zero(prometheus_like):
+    counts = {s: 4 for s in range(30)}
+    prometheus_like.samples([pt for pt in _stamped(counts) if pt[0] <= T0 + 28])  # T0 + 29 not landed
+    reading = _monitor(prometheus_like.url).read(120)
+    assert reading.until_s == 28 and reading.arrivals_per_s == [4.0] * 28
+
+
+def test_a_boundary_a_scrape_slipped_past_is_shared_by_its_seconds_and_noted(prometheus_like):
+    counts = {s: 4 for s in range(30)} | {19: 10, 20: 2}
+    prometheus_like.samples([pt for pt in _stamped(counts) if pt[0] <= T0 + 29 and pt[0] != T0 + 20])
+    monitor = _monitor(prometheus_like.url)
+    reading = monitor.read(120)
+    assert reading.arrivals_per_s[19:21] == [6.0, 6.0]  # 10 + 2 over the two seconds, none lost
+    assert sum(reading.arrivals_per_s) == sum(counts[s] for s in range(29))
+    assert [m for _, m in monitor.log] == [monitor.log[0][1]] and "no sample at second 20" in monitor.log[0][1]
+    monitor.read(120)
+    assert len(monitor.log) == 1  # noted once, not at every reading
+
+
 def test_a_gapped_monitor_keeps_the_adapter_on_its_configuration(prometheus_like, tiny_pipeline):
     """The adapter step on an unclean reading: no decision acted on a hole, logged as no data."""
     from ipa.adapter import AdapterLoop

@@ -7,7 +7,9 @@ the raw samples of one range-vector query sit on second boundaries and their dif
 the exact count of each second, whatever the scrape's phase. A run's clock starts on a whole
 second (``whole_second_start``), so those seconds are the run's seconds, as in the simulator.
 The newest second readable at run time t is the one ending at t-1: its boundary is scraped
-during the second after it (the simulator's ``scrape_lag_s`` of 1 s).
+during the second after it (the simulator's ``scrape_lag_s`` of 1 s). When that scrape has not
+landed yet the reading ends a second earlier; a boundary a scrape slipped past for good is
+noted in the monitor's log and its two seconds share their count.
 Anything that is not clean data (Prometheus unreachable, an error, a gap in the samples, NaN)
 gives ``None``: the adapter then keeps its configuration rather than act on a hole. After an
 outage the reading restarts from the first fresh sample (a shorter history, as at a run's start).
@@ -80,6 +82,7 @@ class PrometheusMonitor:
         # no retries: an unavailable Prometheus must answer None quickly, not after back-offs
         self.prom = PrometheusConnect(url=url, disable_ssl=True, retry=Retry(total=0), timeout=timeout_s)
         self.unavailable_since: float | None = None
+        self._audited_until = -math.inf  # the newest boundary _audit_boundaries has looked at
         self.log: list[tuple[float, str]] = []  # (run seconds, message) for the run folder
 
     def _note(self, msg: str) -> None:
@@ -100,6 +103,19 @@ class PrometheusMonitor:
                 series.append(pts)
         return series
 
+    def _audit_boundaries(self, pts: Sequence[tuple[float, float]], first: int, last: int) -> None:
+        """Note, once each, the second boundaries a whole-second counter has no sample of: a
+        scrape slipped past one (its phase right at a boundary), so the seconds on either side
+        share their count (``per_second_counts``). Plain counters are not audited."""
+        stamps = {t for t, _ in pts}
+        if any(t != int(t) for t in stamps):
+            return
+        for boundary in range(max(first, self._audited_until + 1), last + 1):
+            if boundary not in stamps:
+                self._note(f"no sample at second {boundary - self.t0_wall:g} of the run (a scrape slipped "
+                           "past it): the seconds either side share their count")
+        self._audited_until = max(self._audited_until, last)
+
     def _unavailable(self, why: str) -> None:
         if self.unavailable_since is None:
             self.unavailable_since = self.wall()
@@ -108,8 +124,7 @@ class PrometheusMonitor:
     def read(self, window_s: int) -> MonitorReading | None:
         now = self.wall()
         last = math.floor(now) - 1  # the newest second whose scrape has most likely landed
-        first = max(last - int(window_s) + 1, math.floor(self.t0_wall) + 1)
-        if last < first:
+        if last < max(last - int(window_s) + 1, math.floor(self.t0_wall) + 1):
             return MonitorReading(until_s=last - self.t0_wall, arrivals_per_s=[])
         series = self._samples(window_s)
         if series is None:
@@ -117,11 +132,16 @@ class PrometheusMonitor:
         if not series:
             self._unavailable(f"no samples of {self.metric} in the last {window_s}s")
             return None
-        per: list[tuple[int, list[float]]] = []
         for pts in series:
             if now - pts[-1][0] > MAX_GAP_S:
                 self._unavailable(f"no fresh samples of {self.metric} (newest {now - pts[-1][0]:.1f}s old)")
                 return None
+        # a boundary not scraped yet (a scrape due just after it) ends the reading a second earlier
+        # rather than count its second as empty
+        last = min(last, min(math.floor(pts[-1][0]) for pts in series))
+        first = max(last - int(window_s) + 1, math.floor(self.t0_wall) + 1)
+        per: list[tuple[int, list[float]]] = []
+        for pts in series:
             # after a gap (Prometheus was down), only the seconds since it came back are known:
             # the reading is shorter, never filled with guesses or the gap's lump sum
             cut = max((i for i in range(1, len(pts)) if pts[i][0] - pts[i - 1][0] > MAX_GAP_S), default=0)
@@ -131,6 +151,7 @@ class PrometheusMonitor:
             if counts is None:
                 self._unavailable(f"{self.metric} has NaN or missing samples")
                 return None
+            self._audit_boundaries(pts, start - 1, last)
             per.append((start, counts))
         common = max(s for s, _ in per)
         total = [sum(c[common - s + j] for s, c in per) for j in range(last - common + 1)]
