@@ -100,6 +100,9 @@ def test_load_generator_log_conserves_every_request_and_sends_open_loop(tiny_fil
         assert Path(output.extra_files[name]).exists(), name
     series = pd.read_csv(output.extra_files["prometheus_series.csv"])
     assert {"arrivals_total", "queue_length", "cores"} <= set(series["series"])
+    # the monitor's whole-second counter, per boundary: never decreasing, and every arrival in it
+    whole = series.loc[series["series"] == "arrivals_whole_seconds_total"].sort_values("time_s")["value"]
+    assert whole.is_monotonic_increasing and whole.iloc[-1] == 100
 
 
 @pytest.mark.reliability

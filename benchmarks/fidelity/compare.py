@@ -36,7 +36,7 @@ def decision_agreement(sim_dir: Path, live_dir: Path) -> tuple[int, int, int]:
     import pandas as pd
 
     sim, live = (pd.read_csv(d / "decisions.csv").set_index("time_s") for d in (sim_dir, live_dir))
-    both = sim.join(live, how="inner", lsuffix="_sim", rsuffix="_live")
+    both = pd.merge(sim, live, left_index=True, right_index=True, suffixes=("_sim", "_live"))
     same_obs = ((both["observed_rps_sim"] - both["observed_rps_live"]).abs() < 1e-9) | (
         both["observed_rps_sim"].isna() & both["observed_rps_live"].isna())
     return len(both), int(same_obs.sum()), int((both["configuration_sim"] == both["configuration_live"]).sum())

@@ -167,6 +167,7 @@ class PrometheusMonitor:
 # PromQL behind the run folder's Prometheus-derived series (prometheus_series.csv)
 SERIES_QUERIES = {
     "arrivals_total": "sum(ipa_router_requests_total)",
+    "arrivals_whole_seconds_total": f"sum({ARRIVALS_METRIC})",  # the monitor's counter, per boundary
     "responses_total": "sum by (outcome) (ipa_router_responses_total)",
     "latency_p99_s": "histogram_quantile(0.99, sum by (le) (rate(ipa_router_request_duration_seconds_bucket[5s])))",
     "queue_length": "sum by (stage) (ipa_router_queue_length)",
