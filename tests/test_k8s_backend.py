@@ -19,7 +19,8 @@ import pytest
 
 kubernetes = pytest.importorskip("kubernetes")
 
-from ipa.backends.kubernetes import KubernetesBackend, KubernetesSettings, WallClock, plan_changes  # noqa: E402
+from ipa.backends.base import WallClock  # noqa: E402
+from ipa.backends.kubernetes import KubernetesBackend, KubernetesSettings, plan_changes  # noqa: E402
 from ipa.configuration import Configuration, StageConfig  # noqa: E402
 from ipa.k8s.client import (ClusterForbidden, ClusterUnreachable, ContainerFailing, ImageMissing,  # noqa: E402
                             InsufficientCapacity, KubernetesApi, RolloutTimeout)

@@ -7,6 +7,8 @@ the target time); a live backend's clock sleeps on the wall clock.
 """
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -20,6 +22,31 @@ class Clock(Protocol):
 
     def sleep_until(self, t: float) -> None:
         """Return when ``now() >= t`` (in the simulator: after processing every event before t)."""
+
+
+class WallClock:
+    """A live run's clock: seconds since ``t0_wall``, the instant the load starts, in epoch seconds
+    (the time base of the load generator and of the Prometheus monitor). ``reset`` puts t0 on the
+    next whole second at least START_MARGIN_S ahead, so that the load generator hears of it in
+    time and the run's seconds are those the router's arrival counter is stamped with."""
+
+    START_MARGIN_S = 0.5
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        now_wall, now = time.time(), time.monotonic()
+        self.t0_wall = math.ceil(now_wall + self.START_MARGIN_S)
+        self._t0 = now + (self.t0_wall - now_wall)
+
+    def now(self) -> float:
+        return time.monotonic() - self._t0
+
+    def sleep_until(self, t: float) -> None:
+        delay = t - self.now()
+        if delay > 0:
+            time.sleep(delay)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import secrets
 import sys
 import threading
@@ -29,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
-from ipa.backends.base import AppliedChange, Monitor, RunOutput
+from ipa.backends.base import AppliedChange, Monitor, RunOutput, WallClock
 from ipa.configuration import Configuration
 from ipa.errors import ConfigError
 from ipa.k8s.client import ClusterError, KubernetesApi, RolloutTimeout
@@ -96,30 +95,6 @@ def post_router_configuration(router_url: str, pipeline: Pipeline, configuration
             response.read()
     except (urllib.error.URLError, OSError) as e:
         raise ClusterError(f"the router at {router_url} did not take the configuration: {e}") from None
-
-
-class WallClock:
-    """Seconds since the load started (``reset`` when it does); ``t0_wall`` is that instant in
-    epoch seconds, the time base of the load generator and of the Prometheus monitor: a whole
-    second, so that the run's seconds are those the router's arrival counter is stamped with."""
-
-    START_MARGIN_S = 0.5  # at least this between telling the load generator t0 and t0 itself
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        now_wall, now = time.time(), time.monotonic()
-        self.t0_wall = math.ceil(now_wall + self.START_MARGIN_S)
-        self._t0 = now + (self.t0_wall - now_wall)
-
-    def now(self) -> float:
-        return time.monotonic() - self._t0
-
-    def sleep_until(self, t: float) -> None:
-        delay = t - self.now()
-        if delay > 0:
-            time.sleep(delay)
 
 
 class LocustLoad:

@@ -19,30 +19,16 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ipa.backends.base import AppliedChange, RunOutput
+from ipa.backends.base import AppliedChange, RunOutput, WallClock
 from ipa.configuration import Configuration
 from ipa.errors import ConfigError, IpaError
 from ipa.loadgen import LoadGenerator, classify, send_lag
-from ipa.monitoring.monitor import PrometheusMonitor, export_series, whole_second_start
+from ipa.monitoring.monitor import PrometheusMonitor, export_series
 from ipa.pipelines.pipeline import Pipeline
 from ipa.serving.spec import MODES
 from ipa.serving.stack import LiveStack
 
 STATUS_POLL_S = 0.25
-START_MARGIN_S = 0.5  # at least this between telling Locust t0 and t0 itself (a whole second)
-
-
-class WallClock:
-    def __init__(self, t0_wall: float):
-        self.t0_wall = t0_wall
-
-    def now(self) -> float:
-        return time.time() - self.t0_wall
-
-    def sleep_until(self, t: float) -> None:
-        delay = self.t0_wall + t - time.time()
-        if delay > 0:
-            time.sleep(delay)
 
 
 class _NotStarted:
@@ -63,7 +49,7 @@ class LocalBackend:
         self.seed, self.mode, self.quick, self.load_time_scale = int(seed), mode, quick, load_time_scale
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="ipa-local-"))
         self.prometheus_binary, self.drain_s, self.ready_timeout_s = prometheus_binary, drain_s, ready_timeout_s
-        self.clock = WallClock(time.time())
+        self.clock = WallClock()
         self.monitor = _NotStarted()
         self.stack: LiveStack | None = None
         self.loadgen: LoadGenerator | None = None
@@ -90,8 +76,8 @@ class LocalBackend:
             self.loadgen = LoadGenerator(self.stack.group, self.work_dir, self.stack.router_url,
                                          f"/v2/models/{pipeline.name}/infer", send_times_s, drain_s=drain)
             self.loadgen.launch()
-            t0 = whole_second_start(START_MARGIN_S)
-            self.clock = WallClock(t0)
+            self.clock.reset()  # t0: the next whole second, Locust told of it beforehand
+            t0 = self.clock.t0_wall
             self.monitor = PrometheusMonitor(self.stack.prometheus.url, t0)
             self._applied = [AppliedChange(0.0, initial, 0.0, "initial")]
             self._cores = [(0.0, initial.total_cores)]

@@ -5,7 +5,7 @@ counter as of the last whole wall-clock second, stamped with that second
 (``ipa_router_requests_whole_seconds_total``, see ipa.serving.metrics.WholeSecondCounter), so
 the raw samples of one range-vector query sit on second boundaries and their differences are
 the exact count of each second, whatever the scrape's phase. A run's clock starts on a whole
-second (``whole_second_start``), so those seconds are the run's seconds, as in the simulator.
+second (``ipa.backends.base.WallClock``), so those seconds are the run's seconds, as in the simulator.
 The newest second readable at run time t is the one ending at t-1: its boundary is scraped
 during the second after it (the simulator's ``scrape_lag_s`` of 1 s). When that scrape has not
 landed yet the reading ends a second earlier; a boundary a scrape slipped past for good is
@@ -62,12 +62,6 @@ def per_second_counts(samples: Sequence[tuple[float, float]], first: int, last: 
             return None
         out.append(b - a if b >= a else b)
     return out
-
-
-def whole_second_start(margin_s: float, wall: Callable[[], float] = time.time) -> int:
-    """The first whole epoch second at least ``margin_s`` from now: a run's t0, so that its
-    seconds are the wall-clock seconds the router's counter is stamped with."""
-    return math.ceil(wall() + margin_s)
 
 
 class PrometheusMonitor:
