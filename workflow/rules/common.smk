@@ -129,25 +129,24 @@ LIVE_THREADS = 1024
 # of the `ipa` package (everything but ipa/analysis), the summary and figure rules one of
 # ipa/analysis, as params: Snakemake's params rerun trigger then redoes what a changed simulator,
 # policy or plot would change, instead of presenting yesterday's figures as today's.
-def package_fingerprint(analysis: bool) -> str:
+def package_fingerprints() -> tuple[str, str]:
+    """(everything but ipa/analysis, ipa/analysis) of the installed package, in one pass."""
     import hashlib
     import importlib.util
 
     root = Path(importlib.util.find_spec("ipa").origin).parent
-    h = hashlib.sha256()
+    run, analysis = hashlib.sha256(), hashlib.sha256()
     for path in sorted(root.rglob("*")):
         if not path.is_file() or "__pycache__" in path.parts:
             continue
         relative = path.relative_to(root)
-        if (relative.parts[0] == "analysis") != analysis:
-            continue
+        h = analysis if relative.parts[0] == "analysis" else run
         for part in (relative.as_posix().encode(), b"\0", path.read_bytes()):
             h.update(part)
-    return h.hexdigest()[:16]
+    return run.hexdigest()[:16], analysis.hexdigest()[:16]
 
 
-RUN_CODE = package_fingerprint(analysis=False)
-ANALYSIS_CODE = package_fingerprint(analysis=True)
+RUN_CODE, ANALYSIS_CODE = package_fingerprints()
 
 
 # --- the run-folder layout ---------------------------------------------------------------------
