@@ -1,6 +1,7 @@
 """What to profile: the targets of the catalogue, their batch sizes, and the order (no torch needed)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -8,7 +9,20 @@ from typing import Iterable, Sequence
 from ipa.errors import ConfigError
 from ipa.pipelines.catalogue import Catalogue, StageInput, Variant, slug
 
-THREADS = (1, 2)
+MAX_DEFAULT_THREADS = 16
+
+
+def default_threads(nproc: int | None = None) -> tuple[int, ...]:
+    """Powers of two up to the machine's cores (at most 16): 1, 2 on a 2-core machine, 1..16 on
+    a 16-core one. Counts above the cores would time oversubscription, not the model."""
+    n = min(nproc or os.cpu_count() or 1, MAX_DEFAULT_THREADS)
+    out, t = [], 1
+    while t <= n:
+        out.append(t)
+        t *= 2
+    return tuple(out)
+
+
 MIN_BATCHES = 2  # every key gets at least batch 1 and 2, so each has a batching slope
 
 # Cheapest families first (variants.md, "~CPU ms"): the `video` stages land first because

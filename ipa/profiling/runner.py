@@ -2,17 +2,26 @@
 
 Definitions (also written into every file under ``method``):
 
+* cell: one (batch, threads) of a key. All cells of a key are measured **interleaved**: in
+  each round every thread count is visited (rotating order) and, within it, every batch size
+  (rotating order) gets one timed call, so drift on a shared machine hits every cell alike
+  instead of corrupting one. Rounds continue until every cell's median is known within
+  ``CI_TARGET`` (distribution-free 95 % interval, :mod:`ipa.profiling.stats`) after at least
+  ``min_reps`` rounds, or ``max_reps`` rounds, or the key's time budget.
 * latency: wall-clock ``time.perf_counter`` around one call on a batch, under
   ``torch.inference_mode()``, with ``torch.set_num_threads(threads)``; a forward pass, or for
-  generative models the whole forced-length greedy ``generate`` loop. One warm-up call per
-  (batch, threads), then ``reps`` timed calls, all recorded; p50 / p99 are numpy percentiles
-  (linear interpolation), std is the population standard deviation.
+  generative models the whole forced-length greedy ``generate`` loop. After a thread-count
+  switch one untimed call settles the thread pool. p50 / p99 are numpy percentiles (linear),
+  std the population standard deviation, ``ci_low_s`` / ``ci_high_s`` the median's interval.
+* disturbed: a cell whose repetitions drift, spread, ran beside other processes' CPU work, or
+  that breaks a physical invariant against its neighbours (:mod:`ipa.pipelines.invariants`) is
+  measured again (up to ``retries`` times, interleaved with the other flagged cells); every
+  attempt stays in the file. One still flagged after that keeps ``suspect: true``.
 * peak_memory_mb: the process's resident-set high-water mark (``VmHWM``, reset before the
-  warm-up through ``/proc/self/clear_refs``) during the warm-up and timed calls of that
-  (batch, threads), minus the process RSS before the model was built: weights + activations
-  + allocator overhead of this model, without the Python/torch runtime. Where the reset is
-  not available, a 5 ms RSS sampler thread gives the peak instead (``memory_method`` says
-  which). ``peak_rss_mb`` and ``baseline_rss_mb`` keep the absolute values.
+  cell's warm-up through ``/proc/self/clear_refs``) during the warm-up call of that cell,
+  minus the process RSS before the model was built: weights + activations + allocator
+  overhead of this model, without the Python/torch runtime. Where the reset is not available,
+  a 5 ms RSS sampler thread gives the peak instead (``memory_method`` says which).
 * build_time_s: ``HeadClass(ConfigClass(**kwargs))`` with random initialisation, 1 thread.
 * load_time_s: what a new replica pays before serving: build from config (random init
   included) + ``torch.load`` of the saved state_dict from a temporary file (warm page cache)
@@ -33,39 +42,48 @@ import tempfile
 import threading
 import time
 import traceback
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 import transformers
 
-from ipa.pipelines.profiles import assemble
+from ipa.pipelines.invariants import check_key, report
+from ipa.pipelines.profiles import ProfileRow, assemble
+from ipa.profiling import stats
 from ipa.profiling.builders import build_model, count_params, resolve
 from ipa.profiling.inputs import generated_tokens, make_call
-from ipa.profiling.plan import THREADS, Target
+from ipa.profiling.plan import Target, default_threads
 from ipa.profiling.quick import quick_input
 
-SUSPECT_CV = 0.25        # std / mean of a block's repetitions
-SUSPECT_SLOWDOWN = 1.1   # 2 threads slower than this x the 1-thread median
-OTHER_LIMIT = 0.2        # cores other processes may use beside a block that takes every core
-QUIET_MAX_WAIT_S = 10.0  # before each block, wait up to this long for other work to go quiet
+MIN_REPS = 5             # rounds before the precision target may stop the key (95 % CI needs 6+)
+MAX_REPS = 25
+TIME_BUDGET_S = 60.0     # after min_reps rounds, no new round starts once an attempt has taken this long
+SETTLE_MAX_S = 1.0       # the untimed call after a thread switch, when the cell is this cheap
+QUIET_MAX_WAIT_S = 10.0  # before each round, wait up to this long for other work to go quiet
 
 METHOD = {
     "latency": "perf_counter around one call (forward, or full forced-length greedy generate) under "
-               "torch.inference_mode and torch.set_num_threads(threads); 1 warm-up then reps timed calls "
-               "per (batch, threads); p50/p99 = numpy percentile (linear), std = population std",
-    "other_work": f"before each (batch, threads) block, wait up to {QUIET_MAX_WAIT_S:g} s until other processes leave "
-                  f"room: use < max({OTHER_LIMIT}, nproc - threads - {OTHER_LIMIT}) cores (from /proc/stat minus this "
-                  "process); other_cpu_cores = cores used by other processes during the block",
-    "retries": f"a (batch, threads) block during which other work used more than that, whose repetitions "
-               f"spread (std/mean > {SUSPECT_CV}) or whose 2-thread "
-               f"median exceeds {SUSPECT_SLOWDOWN}x the 1-thread median is measured again (up to `retries` "
-               "times, the machine is shared); the block with the lowest median is kept, all attempts are "
-               "recorded in all_attempts",
-    "peak_memory_mb": "VmHWM during warm-up + timed calls of that (batch, threads) (reset via "
-                      "/proc/self/clear_refs) minus process RSS before the model was built",
+               "torch.inference_mode and torch.set_num_threads(threads); p50/p99 = numpy percentile (linear), "
+               "std = population std, ci = distribution-free 95 % interval of the median (order statistics)",
+    "interleaving": "all (batch, threads) cells of a key in rounds: per round each thread count (rotating order), "
+                    "one settle call after the switch, then one timed call per batch size (rotating order); "
+                    f"at least min_reps rounds, then until every median's CI half-width <= {stats.CI_TARGET:.0%}, "
+                    "max_reps rounds or the time budget",
+    "other_work": f"before each round, wait up to {QUIET_MAX_WAIT_S:g} s for other processes to leave the cores; "
+                  "other_cpu_cores = CPU time of other processes (/proc/stat minus this process) during the "
+                  "cell's timed calls / their wall time",
+    "disturbed": f"a cell is flagged when its repetitions drift (first vs last third median > {stats.TREND_CHANGE:.0%} "
+                 f"and |Kendall tau| >= {stats.TREND_TAU}), spread (robust CV > {stats.SPREAD_LIMIT:.0%}), "
+                 f"other work used more than max({stats.OTHER_MARGIN}, nproc - threads - {stats.OTHER_MARGIN}) cores, "
+                 "or it breaks a physical invariant against a neighbour cell beyond both confidence intervals "
+                 "(the slower cell is flagged: interference only adds time); flagged cells are measured again "
+                 "(retries), every attempt is kept in attempts",
+    "peak_memory_mb": "VmHWM during the cell's warm-up call (reset via /proc/self/clear_refs) minus process RSS "
+                      "before the model was built",
     "build_time_s": "HeadClass(ConfigClass(**config_kwargs)) with random init, 1 thread",
     "load_time_s": "build from config (random init) + torch.load(saved state_dict, warm page cache) + "
                    "load_state_dict, 1 thread; excludes process start and import torch",
@@ -174,10 +192,10 @@ class OtherLoad:
         self.cores = max(0.0, (busy - self._busy) - (_self_s() - self._self)) / wall
 
 
-def other_limit(threads: int) -> float:
-    """Cores other processes may use beside a block of ``threads`` threads before it counts as
-    disturbed: what the machine has left over, less a margin (at least ``OTHER_LIMIT``)."""
-    return max(OTHER_LIMIT, (os.cpu_count() or 1) - threads - OTHER_LIMIT)
+def _other_cpu_s() -> float | None:
+    """CPU seconds the rest of the machine has used (every process but this one) since boot."""
+    busy = _busy_s()
+    return None if busy is None else busy - _self_s()
 
 
 def wait_for_quiet(threads: int, max_wait_s: float = QUIET_MAX_WAIT_S,
@@ -185,10 +203,12 @@ def wait_for_quiet(threads: int, max_wait_s: float = QUIET_MAX_WAIT_S,
     """Wait (up to ``max_wait_s``) until other work leaves room for ``threads`` threads over a
     window. Returns (seconds waited, other cores in the last window)."""
     t0 = time.perf_counter()
+    nproc = os.cpu_count() or 1
     while True:
         with OtherLoad() as other:
             time.sleep(window_s)
-        if other.cores is None or other.cores < other_limit(threads) or time.perf_counter() - t0 >= max_wait_s:
+        if (other.cores is None or other.cores < stats.other_limit(threads, nproc)
+                or time.perf_counter() - t0 >= max_wait_s):
             return time.perf_counter() - t0, other.cores
 
 
@@ -265,112 +285,185 @@ def _build_and_load(target: Target, quick: bool, log: Log) -> tuple[torch.nn.Mod
     return model, info
 
 
-def waited_note(m: dict[str, Any]) -> str:
-    return f" (waited {m['waited_for_quiet_s']:g} s for quiet)" if m["waited_for_quiet_s"] >= 1 else ""
+Cell = tuple[int, int]  # (batch, threads)
 
 
-def _cv(m: dict[str, Any]) -> float:
-    return m["latency_std_s"] / m["latency_mean_s"] if m["latency_mean_s"] > 0 else 0.0
+def _rotated(items: Sequence, r: int) -> list:
+    k = r % len(items)
+    return list(items[k:]) + list(items[:k])
 
 
-def suspect(m: dict[str, Any], one_thread: dict[str, Any] | None) -> bool:
-    """A block that looks disturbed by other work on the (shared) cores: widely spread
-    repetitions, or 2+ threads clearly slower than 1 thread on the same batch."""
-    if _cv(m) > SUSPECT_CV:
-        return True
-    other = m.get("other_cpu_cores")
-    if other is not None and other > other_limit(m["threads"]) + 0.05 / max(m["block_s"], 0.05):  # jiffy resolution
-        return True
-    return one_thread is not None and m["threads"] > 1 and m["latency_p50_s"] > SUSPECT_SLOWDOWN * one_thread["latency_p50_s"]
+def _check_generation(target: Target, model: torch.nn.Module, call: Any, out: Any) -> None:
+    if call.new_tokens:
+        got = generated_tokens(model, out, call.inputs)
+        if got != call.new_tokens:
+            raise RuntimeError(f"{target.key}: generate produced {got} new tokens, forced length is {call.new_tokens}")
 
 
-def _block(target: Target, model: torch.nn.Module, call: Any, n_threads: int, reps: int, warmup: int,
-           baseline: float, max_wait_s: float = QUIET_MAX_WAIT_S) -> dict[str, Any]:
-    """Warm-up + ``reps`` timed calls at the current thread count."""
-    waited, _ = wait_for_quiet(n_threads, max_wait_s) if max_wait_s > 0 else (0.0, None)
-    la0 = loadavg()
-    latencies: list[float] = []
+def _warm_up(target: Target, model: torch.nn.Module, calls: dict[int, Any], cells: Sequence[Cell],
+             baseline: float, warmup: int) -> dict[Cell, dict[str, Any]]:
+    """``warmup`` untimed calls per cell, each cell's peak memory measured over its own calls."""
+    memory = {}
+    for batch, n_threads in cells:
+        torch.set_num_threads(n_threads)
+        with PeakMemory() as peak:
+            for _ in range(max(1, warmup)):
+                out = calls[batch].run()
+                _check_generation(target, model, calls[batch], out)
+                del out
+        memory[(batch, n_threads)] = {"peak_memory_mb": round(max(0.0, peak.peak - baseline), 1),
+                                      "peak_rss_mb": round(peak.peak, 1), "memory_method": peak.method}
+    return memory
+
+
+def _rounds(calls: dict[int, Any], cells: Sequence[Cell], *, min_reps: int, max_reps: int, budget_s: float,
+            max_wait_s: float, t_key: float) -> dict[Cell, list[dict[str, float]]]:
+    """Interleaved rounds over ``cells``: every thread count in turn (rotating), after a settle
+    call one timed call per batch (rotating). Each repetition records its latency, the other
+    processes' CPU seconds beside it, and when it ran (seconds since the key started)."""
+    reps: dict[Cell, list[dict[str, float]]] = {c: [] for c in cells}
+    threads = sorted({t for _, t in cells})
+    batches_of = {t: sorted(b for b, tt in cells if tt == t) for t in threads}
     t0 = time.perf_counter()
-    with PeakMemory() as peak, OtherLoad() as other:
-        for _ in range(warmup):
-            out = call.run()
-            if call.new_tokens:
-                got = generated_tokens(model, out, call.inputs)
-                if got != call.new_tokens:
-                    raise RuntimeError(f"{target.key}: generate produced {got} new tokens, "
-                                       f"forced length is {call.new_tokens}")
-            del out
-        for _ in range(reps):
-            s = time.perf_counter()
-            out = call.run()
-            latencies.append(time.perf_counter() - s)
-            del out
-    return {"batch": call.batch, "threads": n_threads, "reps": reps, "warmup": warmup,
-            "latencies_s": latencies, **summarise(latencies),
-            "peak_memory_mb": round(max(0.0, peak.peak - baseline), 1),
-            "peak_rss_mb": round(peak.peak, 1), "memory_method": peak.method,
-            "input_shape": call.shape, "loadavg": [la0, loadavg()],
-            "block_s": time.perf_counter() - t0,
-            "other_cpu_cores": None if other.cores is None else round(other.cores, 3),
-            "waited_for_quiet_s": round(waited, 1)}
+    for r in range(max_reps):
+        if r >= min_reps and (time.perf_counter() - t0 > budget_s or all(
+                stats.precise_enough([x["latency_s"] for x in reps[c]], min_reps) for c in cells)):
+            break
+        if max_wait_s > 0:
+            wait_for_quiet(max(threads), max_wait_s)
+        for n_threads in _rotated(threads, r):
+            torch.set_num_threads(n_threads)
+            first = (batches_of[n_threads][0], n_threads)
+            if not reps[first] or reps[first][-1]["latency_s"] < SETTLE_MAX_S:
+                settle = calls[first[0]].run()  # the thread pool's first call after a switch is slower
+                del settle
+            for batch in _rotated(batches_of[n_threads], r):
+                o0, s0 = _other_cpu_s(), time.perf_counter()
+                out = calls[batch].run()
+                lat = time.perf_counter() - s0
+                o1 = _other_cpu_s()
+                del out
+                reps[(batch, n_threads)].append({
+                    "latency_s": lat, "other_cpu_s": None if o0 is None or o1 is None else max(0.0, o1 - o0),
+                    "at_s": round(s0 - t_key, 3), "round": r})
+    return reps
 
 
-def measure_target(target: Target, *, reps: int = 5, quick: bool = False, threads: Iterable[int] = THREADS,
-                   warmup: int = 1, retries: int = 1, max_wait_s: float | None = None, log: Log = _print,
+def summarise(latencies: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(latencies, dtype=float)
+    lo, hi = stats.median_ci(latencies)
+    return {"latency_p50_s": float(np.percentile(a, 50, method="linear")),
+            "latency_p99_s": float(np.percentile(a, 99, method="linear")),
+            "latency_mean_s": float(a.mean()), "latency_std_s": float(a.std()),
+            "ci_low_s": float(lo), "ci_high_s": float(hi)}
+
+
+def _cell_record(cell: Cell, reps: list[dict[str, float]], nproc: int) -> dict[str, Any]:
+    batch, n_threads = cell
+    lats = [x["latency_s"] for x in reps]
+    other = [x["other_cpu_s"] for x in reps]
+    other_s = None if any(o is None for o in other) else sum(other)
+    verdict = stats.judge(lats, threads=n_threads, nproc=nproc, other_cpu_s=other_s, wall_s=sum(lats))
+    return {"batch": batch, "threads": n_threads, "reps": len(lats), "latencies_s": lats,
+            "at_s": [x["at_s"] for x in reps], "rounds": [x["round"] for x in reps],
+            **summarise(lats), "trend": round(verdict.trend, 4), "kendall_tau": round(verdict.tau, 3),
+            "robust_cv": round(verdict.robust_cv, 4),
+            "other_cpu_cores": None if verdict.other_cores is None else round(verdict.other_cores, 3),
+            "reasons": list(verdict.reasons)}
+
+
+def _as_row(key: str, m: dict[str, Any]) -> ProfileRow:
+    return ProfileRow(key, m["batch"], m["threads"], m["latency_p50_s"], m["latency_p99_s"], m["latency_mean_s"],
+                      m["latency_std_s"], m["batch"] / m["latency_mean_s"], 0.0, 0.0, "measured",
+                      m["ci_low_s"], m["ci_high_s"], "measured")
+
+
+def neighbour_flags(key: str, records: dict[Cell, dict[str, Any]]) -> dict[Cell, list[str]]:
+    """Cells slower than their neighbours allow: for each invariant violation among the cell
+    medians, the cell whose latency is too high (interference only ever adds time)."""
+    flags: dict[Cell, list[str]] = {}
+    for v in check_key([_as_row(key, m) for m in records.values()]):
+        # batch: the smaller batch is too slow; cores: the larger core count is too slow;
+        # speedup: the smaller core count is too slow.
+        slow = v.row if v.invariant == "cores" else v.other
+        flags.setdefault((slow[0], slow[1]), []).append(f"invariant {v.invariant} vs batch {v.row[0] if slow == v.other else v.other[0]} "
+                                                       f"threads {v.row[1] if slow == v.other else v.other[1]} ({v.statistic})")
+    return flags
+
+
+def _flagged(key: str, records: dict[Cell, dict[str, Any]]) -> dict[Cell, list[str]]:
+    flags = {c: list(m["reasons"]) for c, m in records.items() if m["reasons"]}
+    for c, why in neighbour_flags(key, records).items():
+        flags.setdefault(c, []).extend(why)
+    return flags
+
+
+def measure_target(target: Target, *, threads: Iterable[int] | None = None, min_reps: int = MIN_REPS,
+                   max_reps: int = MAX_REPS, quick: bool = False, warmup: int = 1, retries: int = 2,
+                   max_wait_s: float | None = None, time_budget_s: float = TIME_BUDGET_S, log: Log = _print,
                    command: str = "") -> dict[str, Any]:
-    """Build, load and time one target; the measurement document (not yet written)."""
+    """Build, load and time one target, all its cells interleaved; the measurement document."""
     started, t_start, load_start = _now(), time.perf_counter(), loadavg()
+    threads = tuple(sorted(set(threads or default_threads())))
     if max_wait_s is None:
         max_wait_s = 0.0 if quick else QUIET_MAX_WAIT_S
+    if max_reps < min_reps:
+        max_reps = min_reps
+    nproc = os.cpu_count() or 1
     resolve(target.variant)
     gc.collect()
     trim_heap()
     baseline = rss_mb()
     stage_input = quick_input(target.input) if quick else target.input
     model, info = _build_and_load(target, quick, log)
-    measurements = []
+    cells = [(b, t) for b in target.batches for t in threads]
     with torch.inference_mode():
-        for batch in target.batches:
-            call = make_call(model, stage_input, batch)
-            one_thread: dict[str, Any] | None = None
-            for n_threads in threads:
-                torch.set_num_threads(n_threads)
-                t0 = time.perf_counter()
-                attempts = [_block(target, model, call, n_threads, reps, warmup, baseline, max_wait_s)]
-                while len(attempts) <= retries and suspect(attempts[-1], one_thread):
-                    log(f"  batch {batch} threads {n_threads}: suspect interference (p50 "
-                        f"{attempts[-1]['latency_p50_s'] * 1000:.1f} ms, cv {_cv(attempts[-1]):.2f}, other work "
-                        f"{attempts[-1]['other_cpu_cores']} cores); measuring again")
-                    attempts.append(_block(target, model, call, n_threads, reps, warmup, baseline, max_wait_s))
-                m = dict(min(attempts, key=lambda a: a["latency_p50_s"]))
-                m["attempts"] = len(attempts)
-                m["suspect"] = suspect(m, one_thread)
-                if len(attempts) > 1:
-                    m["all_attempts"] = [{k: a[k] for k in ("latencies_s", "latency_p50_s", "loadavg", "other_cpu_cores")}
-                                         for a in attempts]
-                if n_threads == 1:
-                    one_thread = m
-                measurements.append(m)
-                log(f"  batch {batch} threads {n_threads}: p50 {m['latency_p50_s'] * 1000:.1f} ms, "
-                    f"p99 {m['latency_p99_s'] * 1000:.1f} ms, mean {m['latency_mean_s'] * 1000:.1f} ms, "
-                    f"peak +{m['peak_memory_mb']:.0f} MB, other work {m['other_cpu_cores']} cores"
-                    f"{waited_note(m)}"
-                    f"{f', best of {len(attempts)} attempts' if len(attempts) > 1 else ''}"
-                    f"{' STILL SUSPECT' if m['suspect'] else ''}  "
-                    f"({time.perf_counter() - t0:.1f} s; key {time.perf_counter() - t_start:.0f} s)")
-            del call
+        calls = {b: make_call(model, stage_input, b) for b in target.batches}
+        shapes = {b: calls[b].shape for b in target.batches}
+        memory = _warm_up(target, model, calls, cells, baseline, warmup)
+        reps = _rounds(calls, cells, min_reps=min_reps, max_reps=max_reps, budget_s=time_budget_s,
+                       max_wait_s=max_wait_s, t_key=t_start)
+        records = {c: _cell_record(c, reps[c], nproc) for c in cells}
+        history: dict[Cell, list[dict[str, Any]]] = {c: [] for c in cells}
+        flagged = _flagged(target.key, records)
+        for attempt in range(1, retries + 1):
+            if not flagged:
+                break
+            log(f"  attempt {attempt + 1}: re-measuring {len(flagged)} flagged cell(s): "
+                + "; ".join(f"b{b} t{t}: {', '.join(why)}" for (b, t), why in sorted(flagged.items())))
+            again = _rounds(calls, sorted(flagged), min_reps=min_reps, max_reps=max_reps, budget_s=time_budget_s,
+                            max_wait_s=max_wait_s, t_key=t_start)
+            for c in flagged:
+                history[c].append({**{k: records[c][k] for k in ("latencies_s", "at_s", "latency_p50_s",
+                                                                 "other_cpu_cores")},
+                                   "flagged_for": flagged[c]})
+                records[c] = _cell_record(c, again[c], nproc)
+            flagged = _flagged(target.key, records)
+        del calls
     del model
     gc.collect()
+    measurements = []
+    for c in cells:
+        m = {**records[c], **memory[c], "input_shape": shapes[c[0]], "attempts": len(history[c]) + 1,
+             "suspect": c in flagged, "flagged_for": flagged.get(c, [])}
+        if history[c]:
+            m["earlier_attempts"] = history[c]
+        measurements.append(m)
+        log(f"  batch {c[0]} threads {c[1]}: p50 {m['latency_p50_s'] * 1000:.1f} ms "
+            f"[{m['ci_low_s'] * 1000:.1f}, {m['ci_high_s'] * 1000:.1f}], p99 {m['latency_p99_s'] * 1000:.1f} ms, "
+            f"{m['reps']} reps, peak +{m['peak_memory_mb']:.0f} MB, other work {m['other_cpu_cores']} cores"
+            f"{', attempt %d' % m['attempts'] if m['attempts'] > 1 else ''}"
+            f"{' STILL SUSPECT: ' + '; '.join(m['flagged_for']) if m['suspect'] else ''}")
     v = target.variant
     return {
-        "key": target.key, "variant": v.name, "task": v.task, "input": target.input.id,
+        "key": target.key, "variant": v.name, "task": v.task, "family": v.family, "input": target.input.id,
         "input_used": stage_input.id, "config_class": v.config_class, "head_class": v.head_class,
         "params_millions": info["params_millions"], "params_millions_catalogue": v.params_millions,
         "build_time_s": info["build_time_s"], "load_time_s": info["load_time_s"],
         "load_time_parts_s": info["load_time_parts_s"], "state_dict_mb": info["state_dict_mb"],
         "generation": ({"new_tokens": stage_input.new_tokens, "forced": True, "num_beams": 1, "do_sample": False}
                        if any(m["input_shape"].get("generate") for m in measurements) else None),
-        "batches": list(target.batches), "pipelines": list(target.pipelines),
+        "batches": list(target.batches), "threads": list(threads), "pipelines": list(target.pipelines),
         "suspect_blocks": sum(bool(m["suspect"]) for m in measurements),
         "measurements": measurements,
         "method": METHOD,
@@ -381,11 +474,32 @@ def measure_target(target: Target, *, reps: int = 5, quick: bool = False, thread
             "loadavg_start": load_start, "loadavg_end": loadavg(),
             "baseline_rss_mb": round(baseline, 1),
             "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
-            "retries": retries, "max_wait_s": max_wait_s, "quick": quick, "command": command or " ".join(sys.argv),
-            "shared_machine": "other work may run on the same cores: see loadavg and each block's other_cpu_cores",
+            "min_reps": min_reps, "max_reps": max_reps, "retries": retries, "max_wait_s": max_wait_s,
+            "time_budget_s": time_budget_s, "quick": quick, "command": command or " ".join(sys.argv),
+            "shared_machine": "other work may run on the same cores: see loadavg and each cell's other_cpu_cores",
             "other_cpu_cores_max": max((m["other_cpu_cores"] or 0.0 for m in measurements), default=0.0),
         },
     }
+
+
+def merge_documents(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """``new`` plus the cells of ``old`` that ``new`` did not measure (another thread count, e.g.
+    from a larger machine), each carried-over cell keeping the provenance it was measured with.
+    A cell measured now always replaces the old one."""
+    if not old or old.get("key") != new["key"] or bool(old["provenance"].get("quick")) != bool(new["provenance"].get("quick")):
+        return new
+    have = {(m["batch"], m["threads"]) for m in new["measurements"]}
+    carried = []
+    for m in old["measurements"]:
+        if (m["batch"], m["threads"]) not in have and m["batch"] in new["batches"]:
+            carried.append({**m, "provenance": m.get("provenance") or old["provenance"]})
+    if not carried:
+        return new
+    merged = dict(new)
+    merged["measurements"] = sorted(new["measurements"] + carried, key=lambda m: (m["batch"], m["threads"]))
+    merged["threads"] = sorted({m["threads"] for m in merged["measurements"]})
+    merged["suspect_blocks"] = sum(bool(m.get("suspect")) for m in merged["measurements"])
+    return merged
 
 
 def write_json(doc: dict[str, Any], path: Path) -> None:
@@ -411,6 +525,45 @@ def match_autogroup_nice(log: Log) -> None:
         log(f"scheduling: nice {niceness}; could not set the autogroup's nice ({e})")
 
 
+@dataclass(frozen=True)
+class MeasureOptions:
+    """How each key is measured (the ``ipa profile`` flags that reach ``measure_target``)."""
+
+    threads: tuple[int, ...] = ()      # empty: plan.default_threads()
+    min_reps: int = MIN_REPS
+    max_reps: int = MAX_REPS
+    retries: int = 2
+    max_wait_s: float | None = None    # None: QUIET_MAX_WAIT_S, or 0 with quick
+    time_budget_s: float = TIME_BUDGET_S
+    quick: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "MeasureOptions":
+        raw = json.loads(text)
+        raw["threads"] = tuple(raw.get("threads") or ())
+        return cls(**raw)
+
+
+def measure_and_write(t: Target, path: Path, options: MeasureOptions, command: str = "", log: Log = _print,
+                      isolated: bool = False) -> None:
+    """Measure one key and write its file, keeping cells of an existing file that this run did
+    not measure (other thread counts)."""
+    doc = measure_target(t, threads=options.threads or None, min_reps=options.min_reps, max_reps=options.max_reps,
+                         quick=options.quick, retries=options.retries, max_wait_s=options.max_wait_s,
+                         time_budget_s=options.time_budget_s, log=log, command=command)
+    doc["provenance"]["isolated"] = isolated
+    old = None
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = None
+    write_json(merge_documents(doc, old), path)
+
+
 def is_suspect_file(path: Path) -> bool:
     try:
         return bool(json.loads(path.read_text()).get("suspect_blocks"))
@@ -418,16 +571,20 @@ def is_suspect_file(path: Path) -> bool:
         return True
 
 
-def _measure_in_subprocess(t: Target, path: Path, *, reps: int, quick: bool, retries: int, max_wait_s: float | None,
-                           command: str) -> None:
+def missing_cells(t: Target, path: Path, threads: Sequence[int]) -> list[tuple[int, int]]:
+    """(batch, threads) cells the plan wants that the key's file does not have."""
+    try:
+        have = {(m["batch"], m["threads"]) for m in json.loads(path.read_text())["measurements"]}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        have = set()
+    return [(b, n) for b in t.batches for n in threads if (b, n) not in have]
+
+
+def _measure_in_subprocess(t: Target, path: Path, options: MeasureOptions, command: str) -> None:
     """One key in a fresh Python process: clean memory baseline, and a crash (or OOM kill) stays
     confined to that key."""
-    argv = [sys.executable, "-m", "ipa.profiling.worker", t.key, "--json", str(path), "--reps", str(reps),
-            "--retries", str(retries), "--command", command]
-    if max_wait_s is not None:
-        argv += ["--max-wait", str(max_wait_s)]
-    if quick:
-        argv.append("--quick")
+    argv = [sys.executable, "-m", "ipa.profiling.worker", t.key, "--json", str(path),
+            "--options", options.to_json(), "--command", command]
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     sys.stdout.flush()
     proc = subprocess.Popen(argv, env=env)
@@ -444,22 +601,24 @@ def _measure_in_subprocess(t: Target, path: Path, *, reps: int, quick: bool, ret
         raise RuntimeError(f"worker for {t.key} exited with status {rc}")
 
 
-def run_profile(targets: list[Target], out_dir: Path, csv_path: Path, *, reps: int = 5, force: bool = False,
-                quick: bool = False, retries: int = 1, max_wait_s: float | None = None, isolate: bool = False,
-                redo_suspect: bool = False,
+def run_profile(targets: list[Target], out_dir: Path, csv_path: Path, options: MeasureOptions, *,
+                force: bool = False, isolate: bool = False, redo_suspect: bool = False,
                 log: Log = _print, command: str = "") -> dict[str, list[str]]:
-    """Measure every target lacking a file in ``out_dir`` (all with ``force``; also those with a
-    suspect block with ``redo_suspect``); reassemble the CSV after each. ``isolate`` measures each
-    key in its own process. Returns the keys measured, skipped and failed (a failure does not stop
-    the run)."""
+    """Measure every target lacking a file (or a requested thread count) in ``out_dir`` (all
+    with ``force``; also those with a suspect cell with ``redo_suspect``); reassemble the CSV
+    after each. ``isolate`` measures each key in its own process. Returns the keys measured,
+    skipped and failed (a failure does not stop the run) and the physical-invariant
+    violations left in the assembled table."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, list[str]] = {"measured": [], "skipped": [], "failed": []}
+    result: dict[str, list[str]] = {"measured": [], "skipped": [], "failed": [], "violations": []}
     t_run = time.perf_counter()
+    threads = options.threads or default_threads()
 
     def wanted(t: Target) -> bool:
         path = t.json_path(out_dir)
-        return force or not path.exists() or (redo_suspect and is_suspect_file(path))
+        return (force or not path.exists() or (redo_suspect and is_suspect_file(path))
+                or bool(missing_cells(t, path, threads)))
 
     if isolate and threading.current_thread() is threading.main_thread():
         def _terminate(signum: int, frame: Any) -> None:
@@ -469,10 +628,8 @@ def run_profile(targets: list[Target], out_dir: Path, csv_path: Path, *, reps: i
     match_autogroup_nice(log)
     todo = [t for t in targets if wanted(t)]
     log(f"ipa profile: {len(targets)} target(s), {len(todo)} to measure, {len(targets) - len(todo)} done; "
-        f"out {out_dir}, csv {csv_path}; reps {reps}; retries {retries}; "
-        f"max wait {max_wait_s if max_wait_s is not None else (0 if quick else QUIET_MAX_WAIT_S):g} s; quick {quick}; "
-        f"isolate {isolate}; "
-        f"threads {list(THREADS)}")
+        f"out {out_dir}, csv {csv_path}; threads {list(threads)}; reps {options.min_reps}-{options.max_reps}; "
+        f"retries {options.retries}; quick {options.quick}; isolate {isolate}")
     for i, t in enumerate(targets, 1):
         path = t.json_path(out_dir)
         if not wanted(t):
@@ -483,11 +640,9 @@ def run_profile(targets: list[Target], out_dir: Path, csv_path: Path, *, reps: i
         t0 = time.perf_counter()
         try:
             if isolate:
-                _measure_in_subprocess(t, path, reps=reps, quick=quick, retries=retries, max_wait_s=max_wait_s,
-                                       command=command)
+                _measure_in_subprocess(t, path, options, command)
             else:
-                write_json(measure_target(t, reps=reps, quick=quick, retries=retries, max_wait_s=max_wait_s, log=log,
-                                          command=command), path)
+                measure_and_write(t, path, options, command, log)
         except Exception:  # one broken target must not stop a two-hour run
             result["failed"].append(t.key)
             log(f"  FAILED {t.key}:\n" + traceback.format_exc())
@@ -497,8 +652,11 @@ def run_profile(targets: list[Target], out_dir: Path, csv_path: Path, *, reps: i
         result["measured"].append(t.key)
         log(f"  wrote {path.name} in {time.perf_counter() - t0:.0f} s; {csv_path.name} reassembled "
             f"(elapsed {time.perf_counter() - t_run:.0f} s)")
-    if targets and not csv_path.exists() and any(out_dir.glob("*.json")):
-        assemble(out_dir, csv_path)
+    if any(out_dir.glob("*.json")):
+        _, violations = assemble(out_dir, csv_path, with_violations=True)
+        result["violations"] = [str(v) for v in violations]
+        if violations:
+            log(report(violations, str(csv_path)) + "\nre-measure them: ipa profile --redo-suspect")
     log(f"ipa profile: measured {len(result['measured'])}, skipped {len(result['skipped'])}, "
         f"failed {len(result['failed'])} in {time.perf_counter() - t_run:.0f} s")
     if result["failed"]:
