@@ -35,13 +35,21 @@ def run(args) -> int:
         print(json.dumps(desc, indent=2))
         return 0
     print(f"{desc['pipeline']}: {desc['description']}")
-    print(f"  SLA {desc['sla_s']:.3f} s, drop limit {desc['drop_limit_s']:.3f} s, "
-          f"threshold {desc['params']['threshold_rps']} RPS, batching cap {desc['params']['batching_cap']}")
+    print(f"  SLA {desc['sla_s']:.3f} s, drop limit {desc['drop_limit_s']:.3f} s, load scale {desc['load_scale']:g} "
+          f"(trace rates x {desc['load_scale']:g}), threshold {desc['threshold_rps']:.3g} RPS "
+          f"({desc['params']['threshold_rps']:g} x load scale), batching cap {desc['params']['batching_cap']}")
+    modelled: set[str] = set()
     for s in desc["stages"]:
         print(f"  stage {s['name']} ({s['task']}, input {s['input']}), stage SLA {s['sla_s']:.3f} s")
         print(f"    {'variant':<58} {'acc':>6} {'cores':>5} {'load s':>7}  latency p99 per batch (s)")
         for v in s["variants"]:
-            lat = " ".join(f"b{r['batch']}={r['latency_p99_s']:.3f}" for r in v["profile"])
+            lat = " ".join(f"b{r['batch']}={r['latency_p99_s']:.3f}{'*' if r['source'] == 'modelled' else ''}"
+                           for r in v["profile"])
+            modelled.update(r["model"] for r in v["profile"] if r["source"] == "modelled")
             flag = "" if v["threshold_met"] else "  (threshold not met)"
             print(f"    {v['variant']:<58} {v['accuracy']:>6.3f} {v['base_cores']:>5} {v['load_time_s']:>7.2f}  {lat}{flag}")
+    if modelled:
+        print("  * modelled, not measured (this machine has fewer cores than the base allocation): "
+              + "; ".join(sorted({m.rsplit(' anchor=', 1)[0] for m in modelled}))
+              + " (docs/profiles.md)")
     return 0

@@ -29,6 +29,7 @@ TINY_VARIANTS = [
 
 TINY_PIPELINES = """
 defaults:
+  load_scale: 1
   sla_factor: 5
   scaling_cap: 20
   batching_cap: 1
@@ -71,7 +72,7 @@ def write_tiny_catalogue(folder: Path) -> tuple[Path, Path, Path]:
         w = csv.DictWriter(f, VARIANT_COLUMNS, lineterminator="\n")
         w.writeheader()
         for task, name, acc, higher, _, _ in TINY_VARIANTS:
-            w.writerow({"task": task, "variant": name, "config_class": "X", "head_class": "Y",
+            w.writerow({"task": task, "variant": name, "config_class": "X", "head_class": "Y", "family": "synthetic",
                         "config_kwargs_json": "{}", "metric": "synthetic", "metric_value": acc,
                         "higher_is_better": str(higher).lower(), "params_millions": 1, "source": "test fixture"})
     pipelines = folder / "pipelines.yaml"

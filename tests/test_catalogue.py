@@ -9,8 +9,7 @@ import pytest
 from ipa.errors import CatalogueError, ProfileMissing
 from ipa.pipelines import load_catalogue
 from ipa.pipelines.catalogue import VARIANT_COLUMNS, load_variants
-from ipa.pipelines.profiles import (PROFILE_COLUMNS, amdahl_latency, amdahl_serial_fraction,
-                                    read_profile_csv, rows_from_measurement)
+from ipa.pipelines.profiles import PROFILE_COLUMNS, read_profile_csv
 
 
 def test_shipped_catalogue_has_the_five_reference_pipelines():
@@ -147,24 +146,3 @@ def test_profile_without_a_variant_row_is_reported(make_tiny_pipeline, tiny_file
         Pipeline(load_catalogue(pipelines, variants).pipeline("tiny-video"), read_profile_csv(thin))
 
 
-def test_amdahl_fit_recovers_serial_fraction():
-    l1, s = 2.0, 0.3
-    l2 = amdahl_latency(l1, s, 2)
-    assert amdahl_serial_fraction(l1, l2) == pytest.approx(s)
-    assert amdahl_latency(l1, s, 16) == pytest.approx(2.0 * (0.3 + 0.7 / 16))
-    assert amdahl_serial_fraction(1.0, 1.3) == 1.0  # slower with 2 threads: no speed-up modelled
-
-
-def test_measurement_rows_mark_measured_and_modelled():
-    m = lambda b, t, lat: {"batch": b, "threads": t, "latency_p50_s": lat, "latency_p99_s": lat * 1.1,
-                           "latency_mean_s": lat, "latency_std_s": 0.01, "peak_memory_mb": 10}
-    doc = {"key": "k", "load_time_s": 1.5,
-           "measurements": [m(1, 1, 1.0), m(1, 2, 0.6), m(2, 1, 1.8), m(2, 2, 1.0)]}
-    rows = rows_from_measurement(doc)
-    by = {(r.batch, r.cores): r for r in rows}
-    assert {c for (b, c) in by if b == 1} == {1, 2, 4, 8, 16}
-    assert by[(1, 1)].source == by[(1, 2)].source == "measured"
-    assert by[(1, 16)].source == "modelled"
-    assert by[(1, 16)].latency_mean_s < by[(1, 4)].latency_mean_s < by[(1, 2)].latency_mean_s
-    assert by[(2, 1)].throughput_rps == pytest.approx(2 / 1.8)
-    assert all(math.isfinite(r.latency_p99_s) and r.load_time_s == 1.5 for r in rows)

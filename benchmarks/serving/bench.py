@@ -54,7 +54,7 @@ def bench_pipeline(folder: Path) -> Pipeline:
         w = csv.DictWriter(f, VARIANT_COLUMNS, lineterminator="\n")
         w.writeheader()
         for task, name in (("t1", "v1"), ("t2", "v2")):
-            w.writerow({"task": task, "variant": name, "config_class": "X", "head_class": "Y",
+            w.writerow({"task": task, "variant": name, "config_class": "X", "head_class": "Y", "family": "synthetic",
                         "config_kwargs_json": "{}", "metric": "synthetic", "metric_value": 50,
                         "higher_is_better": "true", "params_millions": 1, "source": "benchmark"})
     with open(folder / "profiles.csv", "w", newline="") as f:

@@ -21,7 +21,7 @@ from ipa.errors import CatalogueError
 DATA = resources.files("ipa.pipelines") / "data"
 
 VARIANT_COLUMNS = (
-    "task", "variant", "config_class", "head_class", "config_kwargs_json", "metric",
+    "task", "variant", "config_class", "head_class", "family", "config_kwargs_json", "metric",
     "metric_value", "higher_is_better", "params_millions", "source",
 )
 
@@ -30,8 +30,10 @@ PARAMETER_TYPES: dict[str, type] = {
     "drop_limit_factor": float, "drop_limit_s": float, "alpha": float, "beta": float,
     "gamma": float, "latency_statistic": str, "predictor_margin": float,
     "accuracy_method": str, "threshold_rps": float, "fa2_low": dict, "fa2_high": dict,
-    "rim_replicas": dict,
+    "rim_replicas": dict, "load_scale": float, "calibration_cores": float, "replica_start_s": float,
 }
+# Parameters that must be > 0 where given: a zero or negative one is a typo, never a setting.
+POSITIVE = ("load_scale", "alpha", "beta", "threshold_rps", "calibration_cores")
 LATENCY_STATISTICS = ("p50", "p99", "mean")
 ACCURACY_METHODS = ("pas", "rank_sum")
 
@@ -44,6 +46,7 @@ class Variant:
     task: str
     config_class: str
     head_class: str
+    family: str  # architecture family whose multi-core scaling it shares (ipa.pipelines.scaling)
     config_kwargs: Mapping[str, Any]
     metric: str
     metric_value: float
@@ -204,7 +207,7 @@ def load_variants(path: Path | None = None) -> dict[tuple[str, str], Variant]:
             v = Variant(
                 name=row["variant"].strip(), task=row["task"].strip(),
                 config_class=row["config_class"].strip(), head_class=row["head_class"].strip(),
-                config_kwargs=kwargs, metric=row["metric"].strip(), metric_value=value,
+                family=row["family"].strip(), config_kwargs=kwargs, metric=row["metric"].strip(), metric_value=value,
                 higher_is_better=_as_bool(row["higher_is_better"], where),
                 params_millions=_as_float(row["params_millions"] or "0", where, "params_millions"),
                 source=row["source"].strip(),
@@ -232,6 +235,9 @@ def _check_params(params: Mapping[str, Any], where: str) -> dict[str, Any]:
         raise CatalogueError(f"{where}: latency_statistic must be one of {LATENCY_STATISTICS}, got {out['latency_statistic']!r}")
     if "accuracy_method" in out and out["accuracy_method"] not in ACCURACY_METHODS:
         raise CatalogueError(f"{where}: accuracy_method must be one of {ACCURACY_METHODS}, got {out['accuracy_method']!r}")
+    for key in POSITIVE:
+        if key in out and not out[key] > 0:
+            raise CatalogueError(f"{where}: parameter {key!r} must be > 0, got {out[key]!r}")
     for key in ("scaling_cap", "batching_cap"):
         if key in out and out[key] < 1:
             raise CatalogueError(f"{where}: {key} must be >= 1, got {out[key]}")
@@ -283,8 +289,10 @@ def load_catalogue(pipelines_path: Path | None = None, variants_path: Path | Non
         params = dict(defaults)
         params.update(_check_params(raw, where))
         params.update(_check_params(overrides.get(pname, {}) or {}, f"overrides: {pname}"))
-        if "threshold_rps" not in params:
-            raise CatalogueError(f"{where}: missing parameter 'threshold_rps'")
+        for required in ("threshold_rps", "load_scale"):
+            if required not in params:
+                raise CatalogueError(f"{where}: missing parameter {required!r}"
+                                     + ("; `ipa calibrate` computes it" if required == "load_scale" else ""))
         stages = []
         for i, rs in enumerate(raw_stages):
             swhere = f"{where}, stage {i} ({rs.get('name', '?') if isinstance(rs, dict) else '?'})"

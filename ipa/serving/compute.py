@@ -67,7 +67,9 @@ class RealCompute:
         from ipa.profiling.builders import build_model
 
         m = self.variant.model
-        v = Variant(m["name"], m["task"], m["config_class"], m["head_class"], m["config_kwargs"], "", 0.0, True, 0.0, "")
+        v = Variant(name=m["name"], task=m["task"], config_class=m["config_class"], head_class=m["head_class"],
+                    family="", config_kwargs=m["config_kwargs"], metric="", metric_value=0.0,
+                    higher_is_better=True, params_millions=0.0, source="")
         self._stage_input = StageInput(**self.spec.input)
         if self.spec.quick:
             from ipa.profiling.quick import quick_input
