@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = (
     "ipa.cli_cluster",
     "ipa.cli_serve",
     "ipa.cli_quality",
+    "ipa.cli_calibrate",
 )
 
 

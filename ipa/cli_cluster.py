@@ -45,10 +45,10 @@ def initial_configuration(pipeline: Pipeline, policy: str | None,
     if policy is None:
         return cheapest_configuration(pipeline), "cheapest variant per stage, batch 1, 1 replica"
     from ipa.policies import Observation, make_policy  # noqa: PLC0415 (the solver is not needed otherwise)
-    rate = float(rate_rps if rate_rps is not None else pipeline.params["threshold_rps"])
+    rate = float(rate_rps if rate_rps is not None else pipeline.threshold_rps)
     if not (rate > 0 and math.isfinite(rate)):
         raise ConfigError(f"--rate must be a finite number > 0, got {rate_rps!r}")
-    p = make_policy(policy, pipeline, mean_rate_rps=rate)
+    p = make_policy(policy, pipeline, peak_rate_rps=rate)
     decision, _ = p(Observation(time_s=0.0, rate_rps=rate), p.initial_state())
     if not decision.feasible:
         return decision.configuration, f"policy {policy!r} at {rate:g} RPS (infeasible: {decision.reason}; its fallback)"

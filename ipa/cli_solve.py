@@ -27,8 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--statistic", choices=["p50", "p99", "mean"],
                    help="latency statistic of the SLA constraint (default: the pipeline's, p99)")
     p.add_argument("--accuracy-method", choices=["pas", "rank_sum"], help="pipeline accuracy (default: the pipeline's)")
-    p.add_argument("--mean-rate", type=float,
-                   help="policy rim: the workload's mean rate its replica pins are sized for (default: --rate)")
+    p.add_argument("--peak-rate", type=float,
+                   help="policy rim: the workload's peak rate its replica pins are sized for (default: --rate)")
     p.add_argument("--solver", choices=SOLVERS, default=DEFAULT_SOLVER, help=f"MILP solver (default {DEFAULT_SOLVER})")
     p.add_argument("--time-limit", type=float, default=10.0, help="solver time limit, seconds (default 10)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -47,7 +47,7 @@ def run(args) -> int:
     policy = make_policy(args.policy, pipeline, sla_s=args.sla, alpha=args.alpha, beta=args.beta,
                          gamma=args.gamma, statistic=args.statistic, accuracy_method=args.accuracy_method,
                          solver=args.solver, time_limit_s=args.time_limit,
-                         mean_rate_rps=args.rate if args.mean_rate is None else args.mean_rate)
+                         peak_rate_rps=args.rate if args.peak_rate is None else args.peak_rate)
     decision, _ = policy(Observation(time_s=0.0, rate_rps=args.rate), policy.initial_state())
     t = policy.context.template
     doc = {

@@ -69,11 +69,29 @@ def test_batch_sizes_follow_the_batching_cap(make_tiny_pipeline):
     assert make_tiny_pipeline("tiny-audio").batch_sizes("asr", "asr-s") == [1]
 
 
-def test_unreachable_threshold_takes_the_largest_allocation(make_tiny_pipeline):
+def test_unreachable_threshold_takes_the_most_cost_efficient_allocation(make_tiny_pipeline):
+    # The fixture's latency is l1 * (0.4 + 0.6 b) * (s + (1 - s) / c): throughput per core,
+    # b / (l1 (0.4 + 0.6 b) (s c + 1 - s)), falls with c for any s > 0, so 1 core is the most
+    # efficient, and the SLA (5x the mean batch-1 latency at 1 core) admits it.
     p = make_tiny_pipeline("tiny-audio", threshold_rps=1000)
     for stage in p.stage_names:
         for sp in p.stage_profiles[stage]:
-            assert not sp.threshold_met and sp.base_cores == 16
+            assert not sp.threshold_met and sp.base_cores == 1
+
+
+def test_a_scaled_load_scales_the_threshold(make_tiny_pipeline):
+    # threshold 4 rps at load scale 1 needs more cores than 4 x 0.25 = 1 rps does
+    full, quarter = make_tiny_pipeline("tiny-video"), make_tiny_pipeline("tiny-video", load_scale=0.25)
+    assert quarter.threshold_rps == pytest.approx(1.0) and full.threshold_rps == pytest.approx(4.0)
+    for stage in full.stage_names:
+        for a, b in zip(full.stage_profiles[stage], quarter.stage_profiles[stage]):
+            assert b.base_cores <= a.base_cores
+
+
+def test_replica_start_is_a_floor_on_load_time(make_tiny_pipeline):
+    p = make_tiny_pipeline("tiny-video", replica_start_s=8.0)
+    assert all(sp.load_time_s == 8.0 for sps in p.stage_profiles.values() for sp in sps)  # fixture loads in 2 s
+    assert all(sp.load_time_s == 2.0 for sps in make_tiny_pipeline("tiny-video").stage_profiles.values() for sp in sps)
 
 
 @pytest.mark.parametrize("name", ["video", "audio-qa", "audio-sent", "sum-qa", "nlp"])

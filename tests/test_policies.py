@@ -55,13 +55,13 @@ def test_fa2_pins_follow_the_pipeline_params(make_tiny_pipeline):
 
 
 def test_rim_pins_replicas_for_the_whole_run(tiny_pipeline):
-    mean = 12.0
+    peak = 12.0
     want = {}
     for s in stage_options(tiny_pipeline):
-        best = tiny_pipeline.stage_profiles[s.name][-1].variant
+        best = tiny_pipeline.stage_profiles[s.name][-1].variant  # no fa2_high set: the most accurate
         one = next(o for o in s.options if o.variant == best and o.batch == 1)
-        want[s.name] = min(tiny_pipeline.scaling_cap, math.ceil(mean / one.throughput_rps))
-    policy = make_policy("rim", tiny_pipeline, mean_rate_rps=mean)
+        want[s.name] = min(tiny_pipeline.scaling_cap, math.ceil(peak / one.throughput_rps))
+    policy = make_policy("rim", tiny_pipeline, peak_rate_rps=peak)
     assert policy.pins["replicas"] == want
     decisions, _ = run(policy, RATES)
     for d in decisions:
@@ -72,7 +72,7 @@ def test_rim_pins_replicas_for_the_whole_run(tiny_pipeline):
 
 def test_rim_replicas_follow_the_pipeline_params(make_tiny_pipeline):
     pipeline = make_tiny_pipeline("tiny-video", rim_replicas={"detector": 6, "classifier": 2})
-    decisions, _ = run(make_policy("rim", pipeline), RATES)  # no mean rate needed
+    decisions, _ = run(make_policy("rim", pipeline), RATES)  # no peak rate needed
     assert all({n: s.replicas for n, s in d.configuration.stages.items()} == {"detector": 6, "classifier": 2}
                for d in decisions)
 
@@ -83,7 +83,7 @@ def test_rim_replicas_follow_the_pipeline_params(make_tiny_pipeline):
                       min_size=1, max_size=6))
 def test_pins_hold_for_any_load_sequence(tiny_pipeline, rates):
     low = make_policy("fa2-low", tiny_pipeline)
-    rim = make_policy("rim", tiny_pipeline, mean_rate_rps=20)
+    rim = make_policy("rim", tiny_pipeline, peak_rate_rps=20)
     pinned_variants = low.pins["variants"]
     pinned_replicas = rim.pins["replicas"]
     low_decisions, _ = run(low, rates)
@@ -117,7 +117,7 @@ def test_static_keeps_a_given_configuration(tiny_pipeline):
 @pytest.mark.reliability
 @pytest.mark.parametrize("name", POLICIES)
 def test_unusable_rates_never_raise(tiny_pipeline, name):
-    policy = make_policy(name, tiny_pipeline, mean_rate_rps=10)
+    policy = make_policy(name, tiny_pipeline, peak_rate_rps=10)
     good, state = policy(Observation(0.0, 10.0), policy.initial_state())
     for rate in (math.nan, math.inf, -math.inf):
         d, state = policy(Observation(10.0, rate, good.configuration), state)
@@ -147,7 +147,7 @@ def test_policies_are_pure(tiny_pipeline):
 def test_bad_policy_options_fail_at_construction(tiny_pipeline, make_tiny_pipeline):
     with pytest.raises(ConfigError, match="unknown policy 'fa3'; use one of ipa, fa2-low"):
         make_policy("fa3", tiny_pipeline)
-    with pytest.raises(ConfigError, match="rim needs the workload's mean rate"):
+    with pytest.raises(ConfigError, match="rim needs the workload's peak rate"):
         make_policy("rim", tiny_pipeline)
     with pytest.raises(IpaError, match="no variant 'det-xl'"):
         make_policy("fa2-low", make_tiny_pipeline("tiny-video", fa2_low={"detector": "det-xl"}))
@@ -162,7 +162,7 @@ def test_bad_policy_options_fail_at_construction(tiny_pipeline, make_tiny_pipeli
 @pytest.mark.parametrize("name", ["fa2-low", "fa2-high", "rim"])
 def test_reference_baselines_respect_their_pins(reference_pipeline, name):
     pipeline = reference_pipeline("video")
-    policy = make_policy(name, pipeline, mean_rate_rps=12)
+    policy = make_policy(name, pipeline, peak_rate_rps=12)
     decisions, _ = run(policy, (3, 12, 34, 60))
     for d in decisions:
         if name == "rim":
@@ -172,7 +172,7 @@ def test_reference_baselines_respect_their_pins(reference_pipeline, name):
 
 
 def test_rim_default_is_what_the_most_accurate_variant_needs(tiny_pipeline):
-    policy = make_policy("rim", tiny_pipeline, mean_rate_rps=7.5)
+    policy = make_policy("rim", tiny_pipeline, peak_rate_rps=7.5)
     for s in stage_options(tiny_pipeline):
         best = tiny_pipeline.stage_profiles[s.name][-1].variant
         one = next(o for o in s.options if o.variant == best and o.batch == 1)

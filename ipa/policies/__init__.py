@@ -5,10 +5,10 @@
 
 =========== ========================================================================
 ``ipa``       every knob free (variant, batch, replicas per stage)
-``fa2-low``   variants pinned to the least accurate per stage (param ``fa2_low`` overrides)
-``fa2-high``  variants pinned to the most accurate per stage (param ``fa2_high`` overrides)
-``rim``       replicas pinned per stage for the run (param ``rim_replicas``, else what the
-              most accurate variant needs at batch 1 for option ``mean_rate_rps``)
+``fa2-low``   variants pinned to the paper's light set (param ``fa2_low``; else least accurate)
+``fa2-high``  variants pinned to the paper's heavier set (param ``fa2_high``; else most accurate)
+``rim``       replicas pinned per stage for the run (param ``rim_replicas``, else what
+              FA2-high's variant needs at batch 1 for option ``peak_rate_rps``)
 ``static``    IPA's decision at the first call, kept for the whole run
 =========== ========================================================================
 """
@@ -62,12 +62,12 @@ def make_policy(name: str, pipeline, *, sla_s: float | None = None, alpha: float
                 beta: float | None = None, gamma: float | None = None, statistic: str | None = None,
                 accuracy_method: str | None = None, solver: str | pulp.LpSolver = DEFAULT_SOLVER,
                 time_limit_s: float | None = DEFAULT_TIME_LIMIT_S,
-                mean_rate_rps: float | None = None) -> Policy:
+                peak_rate_rps: float | None = None) -> Policy:
     """A policy for ``pipeline``; every bad option raises ``ConfigError`` here, never in a call."""
     if name not in POLICIES:
         raise ConfigError(f"unknown policy {name!r}; use one of {', '.join(POLICIES)}")
     pinned_variants = fa2_variants(pipeline, name.split("-")[1]) if name.startswith("fa2-") else None
-    pinned_replicas = rim_replicas(pipeline, mean_rate_rps) if name == "rim" else None
+    pinned_replicas = rim_replicas(pipeline, peak_rate_rps) if name == "rim" else None
     template = problem_from_pipeline(pipeline, 1.0, sla_s=sla_s, alpha=alpha, beta=beta, gamma=gamma,
                                      statistic=statistic, accuracy_method=accuracy_method,
                                      pinned_variants=pinned_variants, pinned_replicas=pinned_replicas)

@@ -46,3 +46,26 @@ class PeakPredictor:
 
     def __repr__(self) -> str:
         return f"<predictor {self.name}>"
+
+
+class InTraceUnits:
+    """A predictor fed the trace's own units on a pipeline whose load is scaled: the history is
+    divided by the load scale before predicting and the forecast multiplied back, so a predictor
+    trained on the trace (the LSTM, fact 24) sees the range it was trained on."""
+
+    def __init__(self, predictor: Predictor, load_scale: float):
+        self.inner, self.load_scale = predictor, float(load_scale)
+        self.name = predictor.name
+
+    def predict(self, arrivals_per_s: Sequence[float]) -> float:
+        return float(self.inner.predict(np.asarray(arrivals_per_s, dtype=float) / self.load_scale)) * self.load_scale
+
+    def predict_peaks(self, peaks: Sequence[float]) -> float:
+        return float(self.inner.predict_peaks(np.asarray(peaks, dtype=float) / self.load_scale)) * self.load_scale
+
+    def __repr__(self) -> str:
+        return f"<predictor {self.name} in trace units, load x {self.load_scale:g}>"
+
+
+def in_trace_units(predictor: Predictor, load_scale: float) -> Predictor:
+    return predictor if load_scale == 1 else InTraceUnits(predictor, load_scale)

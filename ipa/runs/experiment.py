@@ -20,6 +20,7 @@ from ipa.adapter import AdapterLoop, first_interval_peak
 from ipa.backends.registry import BACKENDS, LIVE_BACKENDS, backend_options, check_backend_options, make_backend
 from ipa.errors import ConfigError
 from ipa.optimizer.solver import DEFAULT_SOLVER
+from ipa.predictors.base import in_trace_units
 from ipa.runs.folder import WORK_DIR, check_out_dir, write_run_folder
 from ipa.runs.tables import build_tables
 
@@ -97,7 +98,7 @@ def run_params(spec: RunSpec, pipeline, workload) -> dict[str, Any]:
         "backend_options": check_backend_options(spec.backend, spec.backend_options),  # typed
         "workload": spec.workload if spec.workload is not None else f"trace:{Path(spec.trace).name}",
         "trace_sha256": _sha256_file(spec.trace) if spec.trace is not None else None,
-        "duration_s": workload.duration_s,
+        "duration_s": workload.duration_s, "load_scale": pipeline.load_scale,
         "sla_s": pipeline.sla_s, "drop_limit_s": pipeline.drop_limit_s,
         "alpha": p["alpha"], "beta": p["beta"], "gamma": p["gamma"],
         "batching_cap": pipeline.batching_cap, "scaling_cap": pipeline.scaling_cap,
@@ -145,7 +146,7 @@ def execute(spec: RunSpec, out_dir: str | Path, *, force: bool = False, requests
         pipeline = load_pipeline(spec.pipeline)
     elif pipeline.name != spec.pipeline:
         raise ConfigError(f"the given pipeline is {pipeline.name!r}, the spec names {spec.pipeline!r}")
-    workload = _load_workload(spec)
+    workload = _load_workload(spec).scaled(pipeline.load_scale)
     params = run_params(spec, pipeline, workload)
     if predictor is not None:
         params["predictor"] = predictor.name
@@ -154,8 +155,9 @@ def execute(spec: RunSpec, out_dir: str | Path, *, force: bool = False, requests
 
     if predictor is None:
         predictor = make_predictor(spec.predictor)
+    predictor = in_trace_units(predictor, pipeline.load_scale)
     policy = make_policy(spec.policy, pipeline, solver=spec.solver,
-                         mean_rate_rps=max(float(workload.rates.mean()), 1e-3))
+                         peak_rate_rps=max(float(workload.rates.max()), 1e-3))
     options = dict(params["backend_options"], seed=spec.seed)
     work = out_dir / WORK_DIR
     if "work_dir" in backend_options(spec.backend):

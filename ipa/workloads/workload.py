@@ -74,6 +74,14 @@ class Workload:
         k = np.arange(len(seconds)) - np.repeat(starts, counts)
         return seconds + k / np.repeat(counts, counts)
 
+    def scaled(self, factor: float) -> "Workload":
+        """Every rate times ``factor`` (a pipeline's load scale); 1 returns the workload itself."""
+        if not (factor > 0 and np.isfinite(factor)):
+            raise ConfigError(f"workload {self.name!r}: load scale must be a finite number > 0, got {factor!r}")
+        if factor == 1:
+            return self
+        return Workload(self.name, self.rates * factor, f"{self.provenance}; rates x {factor:g} (load scale)")
+
     def window(self, start_s: int, duration_s: int) -> "Workload":
         """The seconds ``[start_s, start_s + duration_s)``, renumbered from 0."""
         start_s, duration_s = int(start_s), int(duration_s)
