@@ -20,10 +20,10 @@ from ipa.errors import IpaError
 LAYOUT = ("backend", "pipeline", "workload", "duration", "policy", "predictor", "weights", "seed")
 
 KEY_COLUMNS = ("backend", "pipeline", "workload", "duration_s", "policy", "predictor", "weights", "seed")
-PARAM_COLUMNS = ("sla_s", "drop_limit_s", "interval_s", "alpha", "beta", "gamma")
+PARAM_COLUMNS = ("load_scale", "sla_s", "drop_limit_s", "interval_s", "alpha", "beta", "gamma")
 COUNT_COLUMNS = ("requests_sent", "requests_completed", "requests_on_time", "requests_late",
                  "requests_dropped", "requests_failed")
-METRIC_COLUMNS = ("sla_violation_rate", "drop_rate", "pas_mean", "cost_cores_mean", "latency_p50_s",
+METRIC_COLUMNS = ("sla_violation_rate", "unanswered_rate", "drop_rate", "pas_mean", "cost_cores_mean", "latency_p50_s",
                   "latency_p99_s", "decision_time_p50_s", "decision_time_p99_s", "decisions",
                   "infeasible_decisions")
 SUMMARY_COLUMNS = (("run_dir",) + KEY_COLUMNS + PARAM_COLUMNS + COUNT_COLUMNS + ("violations",)

@@ -22,7 +22,7 @@ from ipa.runs.experiment import DEFAULT_PREDICTOR, RunSpec, execute
 REFERENCE_PIPELINES = ("video", "audio-qa", "audio-sent", "sum-qa", "nlp")
 SEED = 0
 SOLVER = DEFAULT_SOLVER
-METRICS = ("pas_mean", "cost_cores_mean", "sla_violation_rate", "latency_p99_s")
+METRICS = ("pas_mean", "cost_cores_mean", "sla_violation_rate", "unanswered_rate", "latency_p99_s")
 
 
 def matrix_workloads() -> tuple[str, ...]:

@@ -76,6 +76,8 @@ def check_run_folder(path: str | Path, pipeline=None) -> list[str]:
         problems.append(f"conservation: completed {completed} != on time {n['ok']} + late {n['late']}")
     if sent and abs(summary.get("sla_violation_rate", -1) - (n["late"] + n["dropped"] + n["failed"]) / sent) > 1e-12:
         problems.append("sla_violation_rate is not (late + dropped + failed) / sent")
+    if sent and abs(summary.get("unanswered_rate", -1) - (n["dropped"] + n["failed"]) / sent) > 1e-12:
+        problems.append("unanswered_rate is not (dropped + failed) / sent")
 
     rows = _read_csv(path / "timeseries.csv", TIMESERIES_COLUMNS, problems)
     if rows is not None:
