@@ -147,11 +147,27 @@ def test_each_figure_draws_from_the_table_and_saves_png_and_pdf(matrix, tmp_path
 
 def test_timeseries_figure_plots_each_policy_from_the_run_folders(matrix):
     fig = figures.timeseries_figure(matrix, "video", MAIN)
-    # 3 metrics x 2 workloads panels; the PAS panel holds one line per policy at the runs' PAS x 100
-    assert len(fig.axes) == 6
+    # 4 metrics (PAS, cores, late-or-unanswered, unanswered) x 2 workloads panels; the PAS panel
+    # holds one line per policy at the runs' PAS x 100
+    assert len(fig.axes) == 8
     pas_lines = {round(float(np.mean(line.get_ydata())), 6) for line in fig.axes[0].get_lines()
                  if len(line.get_ydata())}
     assert pas_lines == {50.0, 40.0}
+
+
+def test_violation_figures_show_both_metrics_from_the_table(matrix):
+    # every run of the fixture answers all its requests: the paper's metric is 0 everywhere, the
+    # late-or-unanswered rate is the fixture's 1-in-3 (reactive) and 1-in-7 (max) late seconds
+    where = {"backend": "sim", "duration_s": 60, "weights": "default", "policy": "ipa", "workload": "bursty"}
+    fig = figures.predictor_ablation_figure(matrix, where, ["reactive", "max"])
+    late_axes, unanswered_axes = fig.axes[0], fig.axes[1]
+    assert "late or unanswered" in late_axes.get_title() and "unanswered, the paper" in unanswered_axes.get_title()
+    heights = sorted(round(p.get_height(), 3) for p in late_axes.patches if p.get_height() > 0)
+    rows = select(matrix, {**where, "predictor": ["reactive", "max"]})
+    assert heights == sorted(round(100 * r, 3) for r in rows["sla_violation_rate"])
+    assert all(p.get_height() == 0 for p in unanswered_axes.patches)
+    bars = figures.summary_bars_figure(matrix, MAIN)
+    assert len(bars.axes) == 4 * 2  # PAS, cores, two violation rates x 2 workloads
 
 
 def test_a_figure_whose_runs_are_missing_says_so(matrix):

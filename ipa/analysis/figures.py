@@ -77,7 +77,8 @@ def load_patterns_figure(rates: pd.DataFrame) -> plt.Figure:
 # --- per pipeline time series -----------------------------------------------------------------
 def _binned(ts: pd.DataFrame) -> pd.DataFrame:
     b = ts.assign(t=(ts["second"] // BIN_S) * BIN_S).groupby("t", as_index=False)
-    return b.agg(pas=("pas", "mean"), cores=("cores", "mean"), violations=("violations", "sum"))
+    return b.agg(pas=("pas", "mean"), cores=("cores", "mean"), violations=("violations", "sum"),
+                 unanswered=("unanswered", "sum"))
 
 
 def timeseries_figure(summary: pd.DataFrame, pipeline: str, where: Mapping[str, object]) -> plt.Figure:
@@ -92,9 +93,10 @@ def timeseries_figure(summary: pd.DataFrame, pipeline: str, where: Mapping[str, 
         frames.append(b.assign(workload=run.workload, policy=run.policy))
     data = pd.concat(frames, ignore_index=True)
     data["pas"] *= 100
-    long = data.melt(id_vars=["t", "workload", "policy"], value_vars=["pas", "cores", "violations"],
+    long = data.melt(id_vars=["t", "workload", "policy"], value_vars=["pas", "cores", "violations", "unanswered"],
                      var_name="metric", value_name="value")
-    labels = {"pas": "PAS (x100)", "cores": "cores", "violations": f"SLA violations / {BIN_S} s"}
+    labels = {"pas": "PAS (x100)", "cores": "cores", "violations": f"late or unanswered / {BIN_S} s",
+              "unanswered": f"unanswered (paper's) / {BIN_S} s"}
     long["metric"] = long["metric"].map(labels)
     g = sns.relplot(data=long, x="t", y="value", hue="policy", row="metric", col="workload",
                     row_order=list(labels.values()), col_order=_keys(where, "workload", rows),
@@ -212,7 +214,8 @@ def predictor_ablation_figure(summary: pd.DataFrame, where: Mapping[str, object]
 
 # --- sim vs live fidelity -----------------------------------------------------------------------
 FIDELITY_METRICS = {"pas_mean": "PAS (x100)", "cost_cores_mean": "cores (mean)",
-                    "sla_violation_rate": "SLA violations (%)", "latency_p99_s": "p99 latency (s)"}
+                    "sla_violation_rate": "late or unanswered (%)", "unanswered_rate": "unanswered, the paper's (%)",
+                    "latency_p99_s": "p99 latency (s)"}
 
 
 def fidelity_figure(summary: pd.DataFrame, where: Mapping[str, object], live_backend: str) -> plt.Figure:
@@ -226,7 +229,8 @@ def fidelity_figure(summary: pd.DataFrame, where: Mapping[str, object], live_bac
         raise RunFolderError(f"fidelity: {len(live) - len(pairs)} live run(s) have no simulated twin")
     rows = rows.merge(pairs, on=keys)
     rows = rows.assign(run=rows["pipeline"] + " / " + rows["workload"] + " / " + rows["policy"],
-                       pas_mean=rows["pas_mean"] * 100, sla_violation_rate=rows["sla_violation_rate"] * 100)
+                       pas_mean=rows["pas_mean"] * 100, sla_violation_rate=rows["sla_violation_rate"] * 100,
+                       unanswered_rate=rows["unanswered_rate"] * 100)
     long = rows.melt(id_vars=["run", "backend", "seed"], value_vars=list(FIDELITY_METRICS),
                      var_name="metric", value_name="value")
     long["metric"] = long["metric"].map(FIDELITY_METRICS)

@@ -119,9 +119,11 @@ def require(rows: pd.DataFrame, what: str, **expected: Iterable) -> None:
 
 
 def read_timeseries(run_dir: str | Path) -> pd.DataFrame:
-    """The run's per-second table, with ``violations`` (late + dropped + failed) per second."""
+    """The run's per-second table, with ``violations`` (late + dropped + failed) and
+    ``unanswered`` (dropped + failed, the paper's count) per second."""
     ts = pd.read_csv(Path(run_dir) / "timeseries.csv")
     ts["violations"] = ts["completed_late"] + ts["dropped"] + ts["failed"]
+    ts["unanswered"] = ts["dropped"] + ts["failed"]
     return ts
 
 

@@ -228,6 +228,8 @@ def _check_params(params: Mapping[str, Any], where: str) -> dict[str, Any]:
             value = float(value)
         if not isinstance(value, want) or isinstance(value, bool):
             raise CatalogueError(f"{where}: parameter {key!r} must be {want.__name__}, got {value!r}")
+        if key in POSITIVE and not (math.isfinite(value) and value > 0):
+            raise CatalogueError(f"{where}: parameter {key!r} must be > 0, got {value!r}")
         if want in (int, float) and (not math.isfinite(value) or value < 0):
             raise CatalogueError(f"{where}: parameter {key!r} must be a finite non-negative number, got {value!r}")
         out[key] = value
@@ -235,9 +237,6 @@ def _check_params(params: Mapping[str, Any], where: str) -> dict[str, Any]:
         raise CatalogueError(f"{where}: latency_statistic must be one of {LATENCY_STATISTICS}, got {out['latency_statistic']!r}")
     if "accuracy_method" in out and out["accuracy_method"] not in ACCURACY_METHODS:
         raise CatalogueError(f"{where}: accuracy_method must be one of {ACCURACY_METHODS}, got {out['accuracy_method']!r}")
-    for key in POSITIVE:
-        if key in out and not out[key] > 0:
-            raise CatalogueError(f"{where}: parameter {key!r} must be > 0, got {out[key]!r}")
     for key in ("scaling_cap", "batching_cap"):
         if key in out and out[key] < 1:
             raise CatalogueError(f"{where}: {key} must be >= 1, got {out[key]}")
