@@ -138,7 +138,7 @@ def test_prometheus_outage_keeps_the_configuration_and_adaptation_resumes(tiny_p
 REAL_PIPELINE = """
 defaults: {sla_factor: 5, scaling_cap: 4, batching_cap: 2, batch_sizes: [1, 2], drop_limit_factor: 2,
            alpha: 2, beta: 1, gamma: 0.000001, latency_statistic: p99, predictor_margin: 0.0,
-           accuracy_method: pas, threshold_rps: 1}
+           accuracy_method: pas, threshold_rps: 1, load_scale: 1}
 pipelines:
   video-quick:
     description: the video pipeline's smallest variants, as tiny models of the same families

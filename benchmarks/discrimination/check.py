@@ -38,6 +38,8 @@ def variant_tuples(run_dir: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", type=Path, default=ROOT / "results")
+    p.add_argument("--markdown", action="store_true",
+                   help="also print the README's table: this project's figures next to the paper's, bursty")
     args = p.parse_args(argv)
     with open(args.results / "summary.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["backend"] == "sim" and r["seed"] == "0"]
@@ -82,6 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         ("three distinct preference outcomes, >= 4 of 5", sum(v["preference"] for v in passed.values()) >= 4, 4),
         ("RIM's p99 the lowest of the adaptive policies, >= 3 of 5", sum(v["rim_p99"] for v in passed.values()) >= 3, 3),
     ]
+    if args.markdown:
+        print("\n| pipeline | policy | PAS x100 (paper) | cores (paper) | late or unanswered % | unanswered % | p99 s |")
+        print("|---|---|---|---|---|---|---|")
+        for name in PIPELINES:
+            for pol in ADAPTIVE:
+                r = get(name, pol)
+                if r is None:
+                    continue
+                pp = ref[(name, pol)]
+                print(f"| {name} | {pol} | {float(r['pas_mean']) * 100:.1f} ({pp['pas']:.1f}) | "
+                      f"{float(r['cost_cores_mean']):.1f} ({pp['cores']:g}) | {float(r['sla_violation_rate']) * 100:.2f} | "
+                      f"{float(r['unanswered_rate']) * 100:.2f} | {float(r['latency_p99_s']):.2f} |")
     keys = ("tuples", "gain", "cores", "ablation", "preference", "rim_p99")
     for (text, ok, _), key in zip(checks, keys):
         which = ", ".join(n for n, v in passed.items() if v[key])

@@ -37,7 +37,7 @@ SERVICE_S = 0.010
 PIPELINES = """
 defaults: {sla_factor: 5, scaling_cap: 100, batching_cap: 1, batch_sizes: [1], drop_limit_factor: 2,
            alpha: 1, beta: 1, gamma: 0.000001, latency_statistic: p99, predictor_margin: 0.0,
-           accuracy_method: pas, threshold_rps: 1}
+           accuracy_method: pas, threshold_rps: 1, load_scale: 1}
 pipelines:
   bench:
     description: two emulated stages of 10 ms each
