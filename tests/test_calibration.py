@@ -19,11 +19,14 @@ def test_a_zero_or_negative_load_scale_is_refused_naming_the_key(tiny_files, val
         load_catalogue(pipelines, variants, overrides={"tiny-video": {"load_scale": value}})
 
 
-@pytest.mark.parametrize("key", ["alpha", "beta"])
-def test_a_zero_weight_is_refused_naming_the_key(tiny_files, key):
+def test_a_zero_accuracy_weight_is_refused_naming_the_key(tiny_files):
     pipelines, variants, _ = tiny_files
-    with pytest.raises(CatalogueError, match=f"'{key}' must be > 0"):
-        load_catalogue(pipelines, variants, overrides={"tiny-audio": {key: 0}})
+    with pytest.raises(CatalogueError, match="'alpha' must be > 0"):
+        load_catalogue(pipelines, variants, overrides={"tiny-audio": {"alpha": 0}})
+    with pytest.raises(CatalogueError, match="'beta' must be a finite non-negative number"):
+        load_catalogue(pipelines, variants, overrides={"tiny-audio": {"beta": -1}})
+    # the paper's NLP accuracy priority prices cores at 0 (fact 40)
+    assert load_catalogue(pipelines, variants, overrides={"tiny-audio": {"beta": 0}})
 
 
 def test_a_missing_load_scale_is_refused_naming_the_key(tiny_files, tmp_path):
