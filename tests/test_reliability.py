@@ -76,7 +76,7 @@ CLI_CASES = [
     (["cluster", "render", "--pipeline", "video", "--out", "o", "--mode", "turbo"], "invalid choice: 'turbo'"),
     (["serve"], "--pipeline"),
     (["serve", "--pipeline", "video", "--port", "http"], "invalid int value: 'http'"),
-    (["profile", "--reps", "many"], "invalid int value: 'many'"),
+    (["profile", "--min-reps", "many"], "invalid int value: 'many'"),
     (["quality"], "required"),
     (["quality", "refresh", "--pipelines"], "expected at least one argument"),
 ]

@@ -166,6 +166,17 @@ class Catalogue:
         return targets
 
 
+def csv_rows(path: Path, required: tuple[str, ...]):
+    """(row number, row) of a CSV data file, after checking it has the ``required`` columns
+    (the error names the file and what is missing). Row numbers count the header as row 1."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise CatalogueError(f"{path}: missing column(s) {missing}; expected {list(required)}")
+        yield from enumerate(reader, start=2)
+
+
 def _as_bool(text: str, where: str) -> bool:
     t = text.strip().lower()
     if t in ("true", "1", "yes"):

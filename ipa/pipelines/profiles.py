@@ -24,7 +24,7 @@ from typing import Iterable, Mapping, Sequence
 
 from ipa.errors import CatalogueError, ProfileMissing
 from ipa.pipelines import invariants, scaling
-from ipa.pipelines.catalogue import DATA
+from ipa.pipelines.catalogue import DATA, csv_rows
 
 PROFILE_COLUMNS = (
     "key", "batch", "cores", "latency_p50_s", "latency_p99_s", "latency_mean_s",
@@ -109,37 +109,32 @@ def read_profile_csv(path: Path, check: bool = True) -> ProfileTable:
     table that breaks a physical invariant raises, naming the file, the row and the invariant."""
     rows = []
     row_numbers: dict[tuple[str, int, int], int] = {}
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in PROFILE_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise CatalogueError(f"{path}: missing column(s) {missing}; expected {list(PROFILE_COLUMNS)}")
-        for row_no, raw in enumerate(reader, start=2):
-            where = f"{path}, row {row_no}"
-            if not (raw.get("key") or "").strip():
-                raise CatalogueError(f"{where}: field 'key' is empty")
-            if raw["source"] not in SOURCES:
-                raise CatalogueError(f"{where}: field 'source' must be one of {SOURCES}, got {raw['source']!r}")
-            r = ProfileRow(
-                key=raw["key"], batch=int(_num(raw, "batch", where, integer=True)),
-                cores=int(_num(raw, "cores", where, integer=True)),
-                latency_p50_s=_num(raw, "latency_p50_s", where), latency_p99_s=_num(raw, "latency_p99_s", where),
-                latency_mean_s=_num(raw, "latency_mean_s", where), latency_std_s=_num(raw, "latency_std_s", where),
-                throughput_rps=_num(raw, "throughput_rps", where), peak_memory_mb=_num(raw, "peak_memory_mb", where),
-                load_time_s=_num(raw, "load_time_s", where), source=raw["source"],
-                ci_low_s=_num(raw, "ci_low_s", where) if raw.get("ci_low_s") not in (None, "") else 0.0,
-                ci_high_s=_num(raw, "ci_high_s", where) if raw.get("ci_high_s") not in (None, "") else 0.0,
-                model=(raw.get("model") or "").strip() or raw["source"],
-            )
-            if r.batch < 1 or r.cores < 1:
-                raise CatalogueError(f"{where}: batch and cores must be >= 1, got batch {r.batch}, cores {r.cores}")
-            if r.latency_p50_s <= 0 or r.latency_mean_s <= 0 or r.latency_p99_s <= 0:
-                raise CatalogueError(f"{where}: latencies must be positive")
-            if (r.key, r.batch, r.cores) in row_numbers:
-                raise CatalogueError(f"{where}: duplicate row for {r.key} batch {r.batch} cores {r.cores} "
-                                     f"(first at row {row_numbers[(r.key, r.batch, r.cores)]})")
-            row_numbers[(r.key, r.batch, r.cores)] = row_no
-            rows.append(r)
+    for row_no, raw in csv_rows(path, PROFILE_COLUMNS):
+        where = f"{path}, row {row_no}"
+        if not (raw.get("key") or "").strip():
+            raise CatalogueError(f"{where}: field 'key' is empty")
+        if raw["source"] not in SOURCES:
+            raise CatalogueError(f"{where}: field 'source' must be one of {SOURCES}, got {raw['source']!r}")
+        r = ProfileRow(
+            key=raw["key"], batch=int(_num(raw, "batch", where, integer=True)),
+            cores=int(_num(raw, "cores", where, integer=True)),
+            latency_p50_s=_num(raw, "latency_p50_s", where), latency_p99_s=_num(raw, "latency_p99_s", where),
+            latency_mean_s=_num(raw, "latency_mean_s", where), latency_std_s=_num(raw, "latency_std_s", where),
+            throughput_rps=_num(raw, "throughput_rps", where), peak_memory_mb=_num(raw, "peak_memory_mb", where),
+            load_time_s=_num(raw, "load_time_s", where), source=raw["source"],
+            ci_low_s=_num(raw, "ci_low_s", where) if raw.get("ci_low_s") not in (None, "") else 0.0,
+            ci_high_s=_num(raw, "ci_high_s", where) if raw.get("ci_high_s") not in (None, "") else 0.0,
+            model=(raw.get("model") or "").strip() or raw["source"],
+        )
+        if r.batch < 1 or r.cores < 1:
+            raise CatalogueError(f"{where}: batch and cores must be >= 1, got batch {r.batch}, cores {r.cores}")
+        if r.latency_p50_s <= 0 or r.latency_mean_s <= 0 or r.latency_p99_s <= 0:
+            raise CatalogueError(f"{where}: latencies must be positive")
+        if (r.key, r.batch, r.cores) in row_numbers:
+            raise CatalogueError(f"{where}: duplicate row for {r.key} batch {r.batch} cores {r.cores} "
+                                 f"(first at row {row_numbers[(r.key, r.batch, r.cores)]})")
+        row_numbers[(r.key, r.batch, r.cores)] = row_no
+        rows.append(r)
     if check:
         violations = invariants.check(rows)
         if violations:

@@ -19,13 +19,13 @@ hold by construction whenever the anchors satisfy them.
 """
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from ipa.errors import CatalogueError
+from ipa.pipelines.catalogue import csv_rows
 
 S_MIN, S_MAX = 0.01, 0.95
 GRID = 0.001
@@ -58,20 +58,15 @@ class PublishedPoint:
 
 def read_points(path: Path) -> list[PublishedPoint]:
     points = []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in POINT_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise CatalogueError(f"{path}: missing column(s) {missing}; expected {list(POINT_COLUMNS)}")
-        for row_no, raw in enumerate(reader, start=2):
-            try:
-                p = PublishedPoint(raw["family"].strip(), raw["model"].strip(), int(raw["batch"]), int(raw["cores"]),
-                                   float(raw["latency_s"]), raw["source"].strip())
-            except (TypeError, ValueError) as e:
-                raise CatalogueError(f"{path}, row {row_no}: {e}") from None
-            if p.cores < 1 or p.batch < 1 or not (p.latency_s > 0 and math.isfinite(p.latency_s)):
-                raise CatalogueError(f"{path}, row {row_no}: batch and cores must be >= 1 and latency positive")
-            points.append(p)
+    for row_no, raw in csv_rows(path, POINT_COLUMNS):
+        try:
+            p = PublishedPoint(raw["family"].strip(), raw["model"].strip(), int(raw["batch"]), int(raw["cores"]),
+                               float(raw["latency_s"]), raw["source"].strip())
+        except (TypeError, ValueError) as e:
+            raise CatalogueError(f"{path}, row {row_no}: {e}") from None
+        if p.cores < 1 or p.batch < 1 or not (p.latency_s > 0 and math.isfinite(p.latency_s)):
+            raise CatalogueError(f"{path}, row {row_no}: batch and cores must be >= 1 and latency positive")
+        points.append(p)
     return points
 
 
