@@ -77,6 +77,7 @@ CLI_CASES = [
     (["serve"], "--pipeline"),
     (["serve", "--pipeline", "video", "--port", "http"], "invalid int value: 'http'"),
     (["profile", "--min-reps", "many"], "invalid int value: 'many'"),
+    (["calibrate", "--pipeline", "nope"], "unknown pipeline 'nope'"),
     (["quality"], "required"),
     (["quality", "refresh", "--pipelines"], "expected at least one argument"),
 ]
