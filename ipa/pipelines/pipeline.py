@@ -199,10 +199,10 @@ class Pipeline:
         if not options:
             return floor
         best, best_rate = None, -1.0
+        batches = self.batch_sizes(stage.name, variant.name)
         for cores in options:
-            rates = [self.profiles.get(key, b, cores).throughput_rps / cores
-                     for b in self.batch_sizes(stage.name, variant.name)
-                     if self.profiles.get(key, b, cores).latency(self.latency_statistic) <= stage_sla]
+            rows = [self.profiles.get(key, b, cores) for b in batches]
+            rates = [r.throughput_rps / cores for r in rows if r.latency(self.latency_statistic) <= stage_sla]
             if rates and max(rates) > best_rate * (1 + 1e-9):
                 best, best_rate = cores, max(rates)
         return best if best is not None else max(options)

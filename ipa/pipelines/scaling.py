@@ -29,7 +29,6 @@ from ipa.pipelines.catalogue import csv_rows
 
 S_MIN, S_MAX = 0.01, 0.95
 GRID = 0.001
-FAMILIES = ("cnn", "detection-transformer", "encoder", "encoder-decoder-generation")
 # A family with no published multi-core point of its own borrows the published curves of one
 # whose work it shares: RT-DETR's cost is mostly convolution (ResNet backbone and the CCFM
 # fusion blocks at 640x640), so it scales as the CNNs do. The 1->2-thread measurements of this

@@ -52,7 +52,7 @@ import torch
 import transformers
 
 from ipa.pipelines.invariants import check_key, report
-from ipa.pipelines.profiles import ProfileRow, assemble
+from ipa.pipelines.profiles import assemble, rows_from_measurement
 from ipa.profiling import stats
 from ipa.profiling.builders import build_model, count_params, resolve
 from ipa.profiling.inputs import generated_tokens, make_call
@@ -372,22 +372,17 @@ def _cell_record(cell: Cell, reps: list[dict[str, float]], nproc: int) -> dict[s
             "reasons": list(verdict.reasons)}
 
 
-def _as_row(key: str, m: dict[str, Any]) -> ProfileRow:
-    return ProfileRow(key, m["batch"], m["threads"], m["latency_p50_s"], m["latency_p99_s"], m["latency_mean_s"],
-                      m["latency_std_s"], m["batch"] / m["latency_mean_s"], 0.0, 0.0, "measured",
-                      m["ci_low_s"], m["ci_high_s"], "measured")
-
-
 def neighbour_flags(key: str, records: dict[Cell, dict[str, Any]]) -> dict[Cell, list[str]]:
     """Cells slower than their neighbours allow: for each invariant violation among the cell
     medians, the cell whose latency is too high (interference only ever adds time)."""
+    doc = {"key": key, "load_time_s": 0.0, "measurements": [{**m, "peak_memory_mb": 0.0} for m in records.values()]}
     flags: dict[Cell, list[str]] = {}
-    for v in check_key([_as_row(key, m) for m in records.values()]):
+    for v in check_key(rows_from_measurement(doc, None)):
         # batch: the smaller batch is too slow; cores: the larger core count is too slow;
         # speedup: the smaller core count is too slow.
-        slow = v.row if v.invariant == "cores" else v.other
-        flags.setdefault((slow[0], slow[1]), []).append(f"invariant {v.invariant} vs batch {v.row[0] if slow == v.other else v.other[0]} "
-                                                       f"threads {v.row[1] if slow == v.other else v.other[1]} ({v.statistic})")
+        slow, other = (v.row, v.other) if v.invariant == "cores" else (v.other, v.row)
+        flags.setdefault(slow, []).append(f"invariant {v.invariant} vs batch {other[0]} threads {other[1]} "
+                                          f"({v.statistic})")
     return flags
 
 

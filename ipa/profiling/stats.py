@@ -103,9 +103,6 @@ def other_limit(threads: int, nproc: int) -> float:
 
 @dataclass(frozen=True)
 class CellVerdict:
-    median_s: float
-    ci_low_s: float
-    ci_high_s: float
     trend: float
     tau: float
     robust_cv: float
@@ -121,8 +118,6 @@ def judge(latencies: Sequence[float], *, threads: int, nproc: int, other_cpu_s: 
     ``wall_s`` their summed wall time; their ratio is compared with :func:`other_limit`, with
     two ticks of ``/proc/stat`` resolution added so a short cell is not flagged by rounding.
     """
-    med = median(latencies)
-    lo, hi = median_ci(latencies)
     tr, tau, cv = trend(latencies), kendall_tau(latencies), robust_cv(latencies)
     reasons = []
     if abs(tr) > TREND_CHANGE and abs(tau) >= TREND_TAU:
@@ -134,7 +129,7 @@ def judge(latencies: Sequence[float], *, threads: int, nproc: int, other_cpu_s: 
         other = max(0.0, other_cpu_s) / wall_s
         if other > other_limit(threads, nproc) + 2 * JIFFY_S / wall_s:
             reasons.append(f"other work {other:.2f} cores")
-    return CellVerdict(med, lo, hi, tr, tau, cv, other, tuple(reasons))
+    return CellVerdict(tr, tau, cv, other, tuple(reasons))
 
 
 def precise_enough(latencies: Sequence[float], min_reps: int, target: float = CI_TARGET) -> bool:
