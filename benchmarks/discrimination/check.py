@@ -4,7 +4,7 @@
 
 Reads the workflow's `results/summary.csv` and run folders (simulator, seed 0, the embedded
 default) and prints, per pipeline, each property with its measured figure and the paper's
-(benchmarks/discrimination/paper.csv, ipa-facts fact 37). Exit status 1 when one fails.
+(benchmarks/discrimination/paper.csv, docs/facts.md fact 37). Exit status 1 when one fails.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A batch of synthetic inputs for a (variant, stage input, batch size) (needs torch).
 
-Shapes follow shared/reference/variants.md, "Input shapes":
+The shapes, one per kind of stage input (the inputs the paper's pipelines pass between stages):
 
 * image: ``pixel_values [b, 3, H, W]``, standard-normal values;
 * audio, Speech2Text: ``input_features [b, frames, 80]`` log-mel-like values, with

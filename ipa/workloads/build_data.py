@@ -1,6 +1,6 @@
 """Rebuild the trace data shipped in ipa/workloads/data from the full trace.
 
-    python -m ipa.workloads.build_data /work/shared/data/twitter-trace.csv.xz [--out DIR]
+    python -m ipa.workloads.build_data PATH/TO/twitter-trace.csv.xz [--out DIR]
 
 Writes the paper patterns' windows (damped per-second rates, ``second,rps``) and the 10-second
 maxima of the whole damped trace (``trace-peaks-10s.csv.xz``, ``second,peak_rps``) that the

@@ -14,7 +14,7 @@ DAMPING = 8  # trace counts are divided by 8 (integer division), fact 32/33
 PATTERN_DURATION_S = 1200
 
 # Each paper pattern is its trace windows ([start, end) in trace seconds) played in order
-# (/work/shared/data/README.md, fact 33). Steady-high is one 600-s window played twice.
+# (docs/facts.md fact 33; ipa/workloads/data/README.md). Steady-high is one 600-s window played twice.
 PATTERN_WINDOWS: dict[str, tuple[tuple[int, int], ...]] = {
     "bursty": ((1_301_160, 1_302_360),),
     "steady-low": ((1_299_600, 1_300_800),),
