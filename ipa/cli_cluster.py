@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ipa.configuration import Configuration
 from ipa.errors import ConfigError
+from ipa.outputs import require_writable_dir
 from ipa.k8s.manifests import ClusterOptions
 from ipa.k8s.render import cheapest_configuration, run_objects, write_manifests
 from ipa.pipelines import load_pipeline
@@ -56,6 +57,7 @@ def initial_configuration(pipeline: Pipeline, policy: str | None,
 
 
 def render(args: argparse.Namespace) -> int:
+    require_writable_dir(args.out)
     pipeline = load_pipeline(args.pipeline)
     configuration, source = initial_configuration(pipeline, args.policy, args.rate)
     options = ClusterOptions(namespace=args.namespace, image=args.image, mode=args.mode,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from ipa.errors import ConfigError
+from ipa.outputs import require_writable_file
 from ipa.predictors import PREDICTORS, make_predictor
 
 
@@ -30,8 +31,9 @@ def run_train(args) -> int:
 
     if args.epochs < 1 or args.batch < 1:
         raise ConfigError("--epochs and --batch must be >= 1")
-    weights, meta = train.train(epochs=args.epochs, batch=args.batch, seed=args.seed)
     out = args.out or lstm.default_weights_path()
+    require_writable_file(out)
+    weights, meta = train.train(epochs=args.epochs, batch=args.batch, seed=args.seed)
     meta = train.write_weights(weights, meta, out)
     u = meta["unseen_days"]
     print(f"wrote {out}: {meta['training']['epochs']} epochs, seed {meta['training']['seed']}, "

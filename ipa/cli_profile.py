@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from ipa.errors import ConfigError, IpaError
+from ipa.outputs import require_writable_dir, require_writable_file
 
 EPILOG = """\
 examples:
@@ -77,6 +78,8 @@ def _out_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     else:
         out = default_measurement_dir()
     csv = args.csv if args.csv is not None else out.parent / "profiles.csv"
+    require_writable_dir(out)
+    require_writable_file(csv, "--csv")
     return out, csv
 
 

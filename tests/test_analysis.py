@@ -166,6 +166,10 @@ def test_violation_figures_show_both_metrics_from_the_table(matrix):
     rows = select(matrix, {**where, "predictor": ["reactive", "max"]})
     assert heights == sorted(round(100 * r, 3) for r in rows["sla_violation_rate"])
     assert all(p.get_height() == 0 for p in unanswered_axes.patches)
+    # the all-zero panel says so and gets a readable axis; the panel with late requests does not
+    labels = lambda ax: [t.get_text() for t in ax.texts]
+    assert "all 0" in labels(unanswered_axes) and unanswered_axes.get_ylim() == (0, 1)
+    assert "all 0" not in labels(late_axes)
     bars = figures.summary_bars_figure(matrix, MAIN)
     assert len(bars.axes) == 4 * 2  # PAS, cores, two violation rates x 2 workloads
 

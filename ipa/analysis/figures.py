@@ -63,6 +63,15 @@ def _nonempty(rows: pd.DataFrame, what: str) -> pd.DataFrame:
     return rows
 
 
+def _label_empty_panels(g) -> None:
+    """A bar panel whose values are all zero says so, instead of drawing an empty -0.05..0.05 axis."""
+    for ax in g.axes.flat:
+        heights = [abs(b.get_height()) for b in ax.patches if hasattr(b, "get_height")]
+        if heights and max(heights) == 0:
+            ax.set_ylim(0, 1)
+            ax.text(0.5, 0.5, "all 0", transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.4")
+
+
 # --- the four load patterns ---------------------------------------------------------------------
 def load_patterns_figure(rates: pd.DataFrame) -> plt.Figure:
     """``rates``: long table ``workload, second, rate``."""
@@ -132,6 +141,7 @@ def summary_bars_figure(summary: pd.DataFrame, where: Mapping[str, object]) -> p
     g.set_titles(row_template="{row_name}", col_template="{col_name}")
     g.set_axis_labels("", "")
     g.tick_params(axis="x", rotation=30)
+    _label_empty_panels(g)
     return g.figure
 
 
@@ -209,6 +219,7 @@ def predictor_ablation_figure(summary: pd.DataFrame, where: Mapping[str, object]
                     kind="bar", errorbar=("pi", 100), height=2.4, aspect=2.2)
     g.set_titles(row_template="{row_name}")
     g.set_axis_labels("", "% of requests sent")
+    _label_empty_panels(g)
     return g.figure
 
 

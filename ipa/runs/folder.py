@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ipa.errors import ConfigError, IpaError
+from ipa.outputs import require_writable_dir
 from ipa.runs.tables import DECISION_COLUMNS, DECISION_TIME_COLUMNS, REQUEST_COLUMNS, TIMESERIES_COLUMNS
 
 SUMMARY = "summary.json"
@@ -63,6 +64,7 @@ def check_out_dir(out_dir: Path, params: Mapping[str, Any], force: bool) -> str:
     refusal costs nothing."""
     out_dir = Path(out_dir)
     if not out_dir.exists():
+        require_writable_dir(out_dir)
         return "new"
     if not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} exists and is not a folder")
@@ -81,6 +83,7 @@ def check_out_dir(out_dir: Path, params: Mapping[str, Any], force: bool) -> str:
     if foreign:
         raise ConfigError(f"--out {out_dir} is not empty and is not a run folder (it holds {foreign[:5]}); "
                           f"choose an empty or new folder")
+    require_writable_dir(out_dir)
     return "new" if not any(out_dir.iterdir()) else "replace-incomplete"
 
 

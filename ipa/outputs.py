@@ -1,0 +1,51 @@
+"""Output paths are checked for writability before any work starts, so a bad `--out` costs nothing.
+
+The check writes and removes a probe file: permission bits alone do not say whether a file
+system accepts writes (read-only mounts, /proc, a full disk's quotas all pass ``os.access``).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ipa.errors import ConfigError
+
+
+def _first_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def require_writable_dir(path: str | Path, flag: str = "--out") -> None:
+    """``path`` is, or can be created as, a folder this process can write files into."""
+    path = Path(path)
+    existing = _first_existing(path.absolute())
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {path}: {existing} is not a folder")
+    created: list[Path] = []
+    try:
+        for missing in reversed([p for p in [path.absolute(), *path.absolute().parents] if not p.exists()]):
+            missing.mkdir()
+            created.append(missing)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"{flag} {path} cannot be written ({e.strerror or e}); choose a writable folder") from None
+    finally:
+        for p in reversed(created):
+            try:
+                p.rmdir()
+            except OSError:
+                pass
+
+
+def require_writable_file(path: str | Path, flag: str = "--out") -> None:
+    """``path`` can be (re)written: its folder accepts files and an existing file is writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; it must name a file")
+    require_writable_dir(path.parent if str(path.parent) else Path("."), flag=f"{flag} {path}: folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{flag} {path} exists and is not writable")
