@@ -1,7 +1,11 @@
-"""The `ipa` command: one composition root; each subcommand lives in its own module.
+"""Adapt an ML inference pipeline's model variants, batch sizes and replicas to its load (IPA).
 
-Every user-facing error is an IpaError: printed on one line, exit code 2, no traceback.
+Start with `ipa pipelines` (what can run), `ipa solve` (one decision for a given load) and
+`ipa run --backend sim` (one experiment in the simulator); `snakemake --cores N` reproduces every
+figure. Each command's --help says more.
 """
+# Each subcommand lives in its own module; every user-facing error is an IpaError, printed on one
+# line with exit code 2 and no traceback.
 from __future__ import annotations
 
 import argparse
@@ -26,7 +30,8 @@ SUBCOMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ipa", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="ipa", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
