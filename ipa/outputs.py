@@ -24,11 +24,12 @@ def require_writable_dir(path: str | Path, flag: str = "--out") -> None:
     existing = _first_existing(path.absolute())
     if not existing.is_dir():
         raise ConfigError(f"{flag} {path}: {existing} is not a folder")
+    missing = [p for p in [path.absolute(), *path.absolute().parents] if p != existing and existing in p.parents]
     created: list[Path] = []
     try:
-        for missing in reversed([p for p in [path.absolute(), *path.absolute().parents] if not p.exists()]):
-            missing.mkdir()
-            created.append(missing)
+        for folder in reversed(missing):
+            folder.mkdir()
+            created.append(folder)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
             pass
     except OSError as e:
@@ -46,6 +47,6 @@ def require_writable_file(path: str | Path, flag: str = "--out") -> None:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{flag} {path} is a folder; it must name a file")
-    require_writable_dir(path.parent if str(path.parent) else Path("."), flag=f"{flag} {path}: folder")
+    require_writable_dir(path.parent, flag=f"{flag} {path}: folder")
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{flag} {path} exists and is not writable")

@@ -63,8 +63,13 @@ def check_out_dir(out_dir: Path, params: Mapping[str, Any], force: bool) -> str:
     (``new``, ``replace-incomplete`` or ``replace-same``). Called before the run starts, so a
     refusal costs nothing."""
     out_dir = Path(out_dir)
+    verdict = _what_writing_does(out_dir, params, force)
+    require_writable_dir(out_dir)
+    return verdict
+
+
+def _what_writing_does(out_dir: Path, params: Mapping[str, Any], force: bool) -> str:
     if not out_dir.exists():
-        require_writable_dir(out_dir)
         return "new"
     if not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} exists and is not a folder")
@@ -83,7 +88,6 @@ def check_out_dir(out_dir: Path, params: Mapping[str, Any], force: bool) -> str:
     if foreign:
         raise ConfigError(f"--out {out_dir} is not empty and is not a run folder (it holds {foreign[:5]}); "
                           f"choose an empty or new folder")
-    require_writable_dir(out_dir)
     return "new" if not any(out_dir.iterdir()) else "replace-incomplete"
 
 
