@@ -14,7 +14,7 @@ from ipa.analysis.runs import latency_samples, require, select
 
 def write_run(root: Path, *, backend="sim", pipeline="video", workload="bursty", duration=60, policy="ipa",
               predictor="max", weights="default", seed=0, pas=0.5, cores=4.0, late_every=0, requests=False,
-              complete=True, **summary_overrides) -> Path:
+              dropped=0, complete=True, **summary_overrides) -> Path:
     """A run folder in the workflow's layout, with self-consistent made-up numbers."""
     folder = root / backend / pipeline / workload / f"{duration}s" / policy / predictor / weights / f"seed{seed}"
     folder.mkdir(parents=True)
@@ -31,14 +31,17 @@ def write_run(root: Path, *, backend="sim", pipeline="video", workload="bursty",
     ts.to_csv(folder / "timeseries.csv", index=False)
     sent, n_late = int(arrivals.sum()), int(late.sum())
     if requests:
-        rows = [{"id": i, "intended_s": i * 0.1, "sent_s": i * 0.1, "done_s": i * 0.1 + 0.3,
-                 "status": "late" if i < n_late else "ok", "latency_s": 0.3 + (i % 7) * 0.1, "detail": ""}
+        def status(i):
+            return "late" if i < n_late else "dropped" if i < n_late + dropped else "ok"
+        rows = [{"id": i, "intended_s": i * 0.1, "sent_s": i * 0.1, "done_s": i * 0.1 + 0.3, "status": status(i),
+                 "latency_s": "" if status(i) == "dropped" else 0.3 + (i % 7) * 0.1, "detail": ""}
                 for i in range(sent)]
         pd.DataFrame(rows).to_csv(folder / "requests.csv", index=False)
     summary = {
-        "requests_sent": sent, "requests_completed": sent, "requests_on_time": sent - n_late,
-        "requests_late": n_late, "requests_dropped": 0, "requests_failed": 0,
-        "sla_violation_rate": n_late / sent, "unanswered_rate": 0.0, "drop_rate": 0.0, "pas_mean": pas,
+        "requests_sent": sent, "requests_completed": sent - dropped, "requests_on_time": sent - n_late - dropped,
+        "requests_late": n_late, "requests_dropped": dropped, "requests_failed": 0,
+        "sla_violation_rate": (n_late + dropped) / sent, "unanswered_rate": dropped / sent,
+        "drop_rate": dropped / sent, "pas_mean": pas,
         "cost_cores_mean": cores,
         "latency_p50_s": 0.5, "latency_p99_s": 1.1, "decision_time_p50_s": 0.01, "decision_time_p99_s": 0.02,
         "decisions": duration // 10, "infeasible_decisions": 0,
@@ -101,9 +104,24 @@ def test_latency_samples_prefer_per_request_records(tmp_path):
     plain = write_run(tmp_path, seed=1)
     samples, kind = latency_samples(plain)
     assert kind == "per-second p99" and len(samples) == 60
-    detailed = write_run(tmp_path, seed=2, requests=True)
+    detailed = write_run(tmp_path, seed=2, requests=True, dropped=5)
     samples, kind = latency_samples(detailed)
-    assert kind == "per request" and len(samples) == read_run(detailed)["requests_completed"]
+    row = read_run(detailed)
+    # one sample per request sent; the dropped ones are NaN (never answered), not left out
+    assert kind == "per request" and len(samples) == row["requests_sent"]
+    assert samples.notna().sum() == row["requests_completed"] and samples.isna().sum() == 5
+
+
+def test_identical_groups_names_only_series_equal_point_for_point():
+    nan = float("nan")
+    series = {"a": [1, 2, nan], "b": [1, 2, nan], "c": [1, 2, 3], "d": [1, 2.000001, nan], "e": [1, 2, 3]}
+    assert figures.identical_groups(series) == [["a", "b"], ["c", "e"]]
+    assert figures.identical_groups({"a": [0, 0], "b": [0]}) == []
+
+
+def test_ecdf_counts_unanswered_requests_in_the_denominator():
+    x, y = figures.ecdf(pd.Series([0.3, float("nan"), 0.1, 0.2]))
+    assert x == [0.1, 0.2, 0.3] and y == [0.25, 0.5, 0.75]
 
 
 @pytest.fixture
@@ -155,6 +173,55 @@ def test_timeseries_figure_plots_each_policy_from_the_run_folders(matrix):
     assert pas_lines == {50.0, 40.0}
 
 
+def test_timeseries_policies_keep_distinct_styles_and_coinciding_ones_are_named(tmp_path):
+    root = tmp_path / "runs"
+    # static repeats ipa's numbers exactly (same seed, PAS, cores): its line lies on ipa's
+    for policy, pas, cores in (("ipa", 0.5, 4), ("fa2-low", 0.4, 3), ("static", 0.5, 4)):
+        write_run(root, policy=policy, pas=pas, cores=cores, late_every=7)
+    table = summary_table(sorted(f.parent for f in root.rglob("summary.json")))
+    fig = figures.timeseries_figure(table, "video", MAIN)
+    pas_ax, cores_ax = fig.axes[0], fig.axes[1]
+    lines = [line for line in pas_ax.get_lines() if len(line.get_ydata())]
+    assert len(lines) == 3
+    assert len({(line.get_color(), line.get_linestyle(), line.get_marker()) for line in lines}) == 3
+    assert len({line.get_marker() for line in lines}) == 3  # apart even in greyscale
+    notes = [t.get_text() for t in pas_ax.texts]
+    assert notes == ["identical: ipa = static"]
+    assert cores_ax.get_yscale() == "log"
+
+
+def test_latency_cdf_is_per_request_and_stops_short_by_the_unanswered_share(tmp_path):
+    root = tmp_path / "runs"
+    folders = {policy: write_run(root, policy=policy, requests=True, dropped=d, late_every=4)
+               for policy, d in (("ipa", 0), ("fa2-low", 30))}
+    write_run(root, pipeline="nlp", policy="ipa", requests=True)
+    write_run(root, pipeline="nlp", policy="fa2-low", requests=True)
+    table = summary_table(sorted(f.parent for f in root.rglob("summary.json")))
+    fig = figures.latency_cdf_figure(table, MAIN)
+    video = next(ax for ax in fig.axes if ax.get_title() == "video")
+    curves = {line.get_label(): line for line in video.get_lines() if not line.get_label().startswith("_")}
+    assert set(curves) == {"ipa", "fa2-low"}
+    for policy, folder in folders.items():
+        r = pd.read_csv(folder / "requests.csv")
+        answered = r[r["status"].isin(["ok", "late"])]
+        line = curves[policy]
+        assert max(line.get_xdata()) == pytest.approx(answered["latency_s"].max())
+        assert line.get_ydata()[-1] == pytest.approx(len(answered) / len(r))
+    assert curves["fa2-low"].get_ydata()[-1] < 1.0 == curves["ipa"].get_ydata()[-1]
+    assert "per request" in fig.texts[0].get_text()  # the x label says what the samples are
+
+
+def test_summary_bars_put_cores_on_a_log_axis_and_rates_from_0_to_100(matrix):
+    fig = figures.summary_bars_figure(matrix, MAIN)
+    scales = [ax.get_yscale() for ax in fig.axes]
+    # rows: PAS, cores, late-or-unanswered, unanswered; two workload columns each
+    assert scales == ["linear"] * 2 + ["log"] * 2 + ["symlog"] * 4
+    late, unanswered = fig.axes[4:6], fig.axes[6:8]
+    assert all(ax.get_ylim() == (0, 100) for ax in late)
+    # nothing went unanswered in the fixture: that row says so on a plain 0..1 axis
+    assert all(ax.get_ylim() == (0, 1) and "all 0" in [t.get_text() for t in ax.texts] for ax in unanswered)
+
+
 def test_violation_figures_show_both_metrics_from_the_table(matrix):
     # every run of the fixture answers all its requests: the paper's metric is 0 everywhere, the
     # late-or-unanswered rate is the fixture's 1-in-3 (reactive) and 1-in-7 (max) late seconds
@@ -196,3 +263,28 @@ def test_decision_time_figure(tmp_path):
     fig = figures.decision_time_figure(bench)
     figures.save(fig, tmp_path / "d.png", tmp_path / "d.pdf")
     assert (tmp_path / "d.png").stat().st_size > 1000
+
+
+def test_preference_plane_names_coinciding_preferences_and_flags_late_baselines(tmp_path):
+    root = tmp_path / "runs"
+    for weights, pas, cores in (("accuracy", 0.6, 9), ("balance", 0.3, 2), ("cost", 0.3, 2)):
+        write_run(root, policy="ipa", weights=weights, pas=pas, cores=cores)
+    write_run(root, policy="fa2-low", pas=0.2, cores=1, late_every=2)  # half its seconds late
+    write_run(root, policy="fa2-high", pas=0.7, cores=12)
+    table = summary_table(sorted(f.parent for f in root.rglob("summary.json")))
+    where = {"backend": "sim", "policy": "ipa", "workload": "bursty", "pipeline": "video"}
+    fig = figures.preference_sweep_figure(table, where, ["accuracy", "balance", "cost"], ["fa2-low", "fa2-high"])
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert "same point: balance = cost" in texts
+    late_share = 100 * read_run(next(root.rglob("fa2-low/**/seed0")))["sla_violation_rate"]
+    assert f"fa2-low ({late_share:.0f} % late)" in texts and "fa2-high" in texts
+    # three preference points (the two that coincide both drawn) and two baselines
+    offsets = [tuple(c.get_offsets()[0]) for c in ax.collections]
+    assert sorted(offsets) == sorted([(9, 60), (2, 30), (2, 30), (1, 20), (12, 70)])
+
+
+def test_fidelity_panel_with_no_violation_on_either_side_says_so(matrix):
+    fig = figures.fidelity_figure(matrix, {"duration_s": 30}, "local")
+    late = next(ax for ax in fig.axes if ax.get_title() == "late or unanswered (%)")
+    assert "all 0" in [t.get_text() for t in late.texts] and late.get_xlim() == (0, 1)

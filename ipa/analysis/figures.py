@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a display
 
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -63,13 +63,46 @@ def _nonempty(rows: pd.DataFrame, what: str) -> pd.DataFrame:
     return rows
 
 
-def _label_empty_panels(g) -> None:
-    """A bar panel whose values are all zero says so, instead of drawing an empty -0.05..0.05 axis."""
+def _bar_values(ax, horizontal: bool = False) -> list[float]:
+    return [abs(b.get_width() if horizontal else b.get_height()) for b in ax.patches if hasattr(b, "get_height")]
+
+
+def _label_empty_panels(g, horizontal: bool = False) -> None:
+    """A bar panel whose values are all zero says so; when no panel sharing its value axis has a
+    bar either, the axis becomes 0..1 instead of an empty -0.05..0.05."""
     for ax in g.axes.flat:
-        heights = [abs(b.get_height()) for b in ax.patches if hasattr(b, "get_height")]
-        if heights and max(heights) == 0:
-            ax.set_ylim(0, 1)
+        values = _bar_values(ax, horizontal)
+        if values and max(values) == 0:
             ax.text(0.5, 0.5, "all 0", transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.4")
+            shared = (ax.get_shared_x_axes() if horizontal else ax.get_shared_y_axes()).get_siblings(ax)
+            if not any(max(_bar_values(a, horizontal), default=0) > 0 for a in shared):
+                (ax.set_xlim if horizontal else ax.set_ylim)(0, 1)
+
+
+def _label_bars(g, fmt: str = "{:.2g}") -> None:
+    """Each bar's value at its end: a zero bar is otherwise indistinguishable from a missing one."""
+    for ax in g.axes.flat:
+        for bars in ax.containers:
+            ax.bar_label(bars, labels=[fmt.format(v) for v in bars.datavalues], fontsize=6, padding=1.5,
+                         color="0.25")
+
+
+def _label_rows_and_columns(g, rows: Sequence[str], cols: Sequence[str]) -> None:
+    """Column names above the top row, row names as the y label of the first column. Seaborn's
+    margin titles are rotated text outside the axes: long ones (the metric names) make
+    tight_layout squash every panel to a sliver."""
+    for (row, col), ax in g.axes_dict.items():
+        ax.set_title(col if row == rows[0] else "")
+        ax.set_ylabel(row if col == cols[0] else "")
+    g.tight_layout()  # FacetGrid's: keeps room for the legend outside the panels
+
+
+def _plain_log_axis(ax) -> None:
+    """A log axis labelled 2, 5, 10, 20 ..., not 2x10^0 (mathtext ticks collide on short panels)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 # --- the four load patterns ---------------------------------------------------------------------
@@ -90,8 +123,38 @@ def _binned(ts: pd.DataFrame) -> pd.DataFrame:
                  unanswered=("unanswered", "sum"))
 
 
+def identical_groups(series: Mapping[str, Sequence[float]]) -> list[list[str]]:
+    """Names whose series are equal point for point (NaN equal to NaN), in groups of two or more,
+    in the order given: lines that coincide hide each other, so the figure names them."""
+    groups: list[list[str]] = []
+    for name, values in series.items():
+        v = pd.Series(values, dtype=float).reset_index(drop=True)
+        for group in groups:
+            w = pd.Series(series[group[0]], dtype=float).reset_index(drop=True)
+            if len(v) == len(w) and ((v - w).abs().le(1e-9 * (1 + w.abs())) | (v.isna() & w.isna())).all():
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return [g for g in groups if len(g) > 1]
+
+
+def _note_identical(ax, long: pd.DataFrame, order: Sequence[str]) -> None:
+    wide = long.pivot_table(index="t", columns="policy", values="value", dropna=False)
+    groups = identical_groups({p: wide[p] for p in order if p in wide})
+    if groups:
+        ax.text(0.01, 0.97, "identical: " + "; ".join(" = ".join(g) for g in groups), transform=ax.transAxes,
+                ha="left", va="top", fontsize=6, color="0.3",
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1})
+
+
 def timeseries_figure(summary: pd.DataFrame, pipeline: str, where: Mapping[str, object]) -> plt.Figure:
-    """PAS, cores and SLA violations over time, one column per workload, one line per policy."""
+    """PAS, cores and SLA violations over time, one column per workload, one line per policy.
+
+    Each policy has its own colour, dash and marker, so that a line drawn over another stays
+    visible; a panel where policies coincide exactly says which. Cores are on a log axis: one
+    policy's peak (FA2-high's) would otherwise flatten the others into a line.
+    """
     rows = _nonempty(select(summary, {**where, "pipeline": pipeline}), f"timeseries of {pipeline}")
     require(rows, f"timeseries of {pipeline}", workload=_expected(where, "workload", rows),
             policy=_expected(where, "policy", rows))
@@ -104,15 +167,26 @@ def timeseries_figure(summary: pd.DataFrame, pipeline: str, where: Mapping[str, 
     data["pas"] *= 100
     long = data.melt(id_vars=["t", "workload", "policy"], value_vars=["pas", "cores", "violations", "unanswered"],
                      var_name="metric", value_name="value")
-    labels = {"pas": "PAS (x100)", "cores": "cores", "violations": f"late or unanswered / {BIN_S} s",
-              "unanswered": f"unanswered (paper's) / {BIN_S} s"}
+    labels = {"pas": "PAS (x100)", "cores": "cores (log)", "violations": f"late or unanswered\nper {BIN_S} s",
+              "unanswered": f"unanswered (paper's)\nper {BIN_S} s"}
     long["metric"] = long["metric"].map(labels)
-    g = sns.relplot(data=long, x="t", y="value", hue="policy", row="metric", col="workload",
-                    row_order=list(labels.values()), col_order=_keys(where, "workload", rows),
-                    hue_order=_order(long["policy"], POLICY_ORDER), kind="line", linewidth=0.9,
-                    height=1.9, aspect=1.5, facet_kws={"sharey": "row", "margin_titles": True})
-    g.set_titles(row_template="{row_name}", col_template="{col_name}")
-    g.set_axis_labels("time (s)", "")
+    order = _order(long["policy"], POLICY_ORDER)
+    workloads = _keys(where, "workload", rows)
+    n_points = max(1, long["t"].nunique())
+    g = sns.relplot(data=long, x="t", y="value", hue="policy", style="policy", row="metric", col="workload",
+                    row_order=list(labels.values()), col_order=workloads, hue_order=order, style_order=order,
+                    markers=True, dashes=True, kind="line", linewidth=0.9, markersize=3.5,
+                    height=1.9, aspect=1.5, facet_kws={"sharey": "row"})
+    g.set_xlabels("time (s)")
+    step = max(len(order), n_points // 10)
+    for (metric, workload), ax in g.axes_dict.items():
+        # markers staggered per policy: where lines coincide, each still shows its own marks
+        for i, line in enumerate(ax.get_lines()[:len(order)]):
+            line.set_markevery((i * step // len(order), step))
+        if metric == labels["cores"]:
+            _plain_log_axis(ax)
+        _note_identical(ax, long[(long["metric"] == metric) & (long["workload"] == workload)], order)
+    _label_rows_and_columns(g, list(labels.values()), workloads)
     g.figure.suptitle(f"{pipeline}", y=1.02)
     return g.figure
 
@@ -122,53 +196,93 @@ def timeseries_figure(summary: pd.DataFrame, pipeline: str, where: Mapping[str, 
 # unanswered only (the paper's: no complete response, fact 36).
 VIOLATION_METRICS = {"sla_violation_rate": ("late or unanswered (%)", 100.0),
                      "unanswered_rate": ("unanswered, the paper's (%)", 100.0)}
-SUMMARY_METRICS = {"pas_mean": ("PAS (x100)", 100.0), "cost_cores_mean": ("cores (mean)", 1.0),
+SUMMARY_METRICS = {"pas_mean": ("PAS (x100)", 100.0), "cost_cores_mean": ("cores (mean, log)", 1.0),
                    **VIOLATION_METRICS}
 
 
+def _symlog_percent_axis(ax) -> None:
+    """Rates from 0 to 100 % where 0.5 % and 75 % both matter: linear below 1 %, log above."""
+    ax.set_yscale("symlog", linthresh=1.0, linscale=0.5)
+    ax.set_ylim(0, 100)
+    ax.yaxis.set_major_locator(FixedLocator([0, 1, 10, 100]))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def summary_bars_figure(summary: pd.DataFrame, where: Mapping[str, object]) -> plt.Figure:
+    """PAS, cores and both violation rates per pipeline and policy, one column per workload.
+    Cores span two orders of magnitude between pipelines (log axis); violation rates span
+    0.1 % to 100 % between policies (linear to 1 %, log above)."""
     rows = _nonempty(select(summary, where), "summary bars")
     require(rows, "summary bars", **{c: _expected(where, c, rows) for c in ("pipeline", "workload", "policy")})
     long = rows.melt(id_vars=["pipeline", "workload", "policy", "seed"], value_vars=list(SUMMARY_METRICS),
                      var_name="metric", value_name="value")
     long["value"] *= long["metric"].map({k: s for k, (_, s) in SUMMARY_METRICS.items()})
     long["metric"] = long["metric"].map({k: label for k, (label, _) in SUMMARY_METRICS.items()})
+    metrics = [label for label, _ in SUMMARY_METRICS.values()]
+    workloads = _keys(where, "workload", rows)
     g = sns.catplot(data=long, x="pipeline", y="value", hue="policy", row="metric", col="workload",
-                    kind="bar", row_order=[label for label, _ in SUMMARY_METRICS.values()],
-                    col_order=_keys(where, "workload", rows), order=_keys(where, "pipeline", rows),
+                    kind="bar", row_order=metrics, col_order=workloads, order=_keys(where, "pipeline", rows),
                     hue_order=_order(long["policy"], POLICY_ORDER), errorbar=("pi", 100),
-                    height=2.2, aspect=1.4, sharey=False, margin_titles=True)
-    g.set_titles(row_template="{row_name}", col_template="{col_name}")
+                    height=2.2, aspect=1.4, sharey="row")
     g.set_axis_labels("", "")
     g.tick_params(axis="x", rotation=30)
+    for (metric, _), ax in g.axes_dict.items():
+        if metric == SUMMARY_METRICS["cost_cores_mean"][0]:
+            _plain_log_axis(ax)
+        elif metric in {label for label, _ in VIOLATION_METRICS.values()}:
+            _symlog_percent_axis(ax)
     _label_empty_panels(g)
+    _label_rows_and_columns(g, metrics, workloads)
     return g.figure
 
 
 # --- latency CDFs ---------------------------------------------------------------------------------
+def ecdf(samples: pd.Series) -> tuple[list[float], list[float]]:
+    """Sorted finite values and, at each, the fraction of *all* samples at or below it (NaN
+    samples count in the denominator: never answered, so never within any latency)."""
+    values = samples.dropna().sort_values().to_numpy()
+    n = len(samples)
+    return list(values), [(i + 1) / n for i in range(len(values))]
+
+
 def latency_cdf_figure(summary: pd.DataFrame, where: Mapping[str, object]) -> plt.Figure:
-    """One panel per pipeline: the CDF of end-to-end latency under each policy, SLA marked."""
+    """One panel per pipeline: the CDF of end-to-end latency under each policy, SLA marked.
+    Per request where the run folders hold requests.csv: the curve ends below 1 by the share of
+    requests never answered."""
     rows = _nonempty(select(summary, where), "latency CDF")
     require(rows, "latency CDF", **{c: _expected(where, c, rows) for c in ("pipeline", "policy")})
     rows = rows[rows["seed"] == rows["seed"].min()]
-    frames, kinds = [], set()
-    for run in rows.itertuples(index=False):
-        samples, kind = latency_samples(run.run_dir)
-        kinds.add(kind)
-        frames.append(pd.DataFrame({"latency_s": samples.to_numpy(), "pipeline": run.pipeline,
-                                    "policy": run.policy}))
-    data = pd.concat(frames, ignore_index=True)
     pipelines = _keys(where, "pipeline", rows)
-    g = sns.displot(data=data, x="latency_s", hue="policy", col="pipeline", col_order=pipelines,
-                    hue_order=_order(data["policy"], POLICY_ORDER), kind="ecdf", height=2.4, aspect=1.1,
-                    facet_kws={"sharex": False})
-    for pipeline, ax in zip(pipelines, g.axes.flat):
+    order = _order(rows["policy"], POLICY_ORDER)
+    colours = dict(zip(order, sns.color_palette(n_colors=len(order))))
+    dashes = dict(zip(order, ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1))] * 3))
+    ncols = min(3, len(pipelines))
+    nrows = -(-len(pipelines) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.6 * nrows), squeeze=False)
+    kinds = set()
+    for ax, pipeline in zip(axes.flat, pipelines):
+        for run in rows[rows["pipeline"] == pipeline].sort_values("policy", key=lambda c: c.map(order.index)).itertuples():
+            samples, kind = latency_samples(run.run_dir)
+            kinds.add(kind)
+            x, y = ecdf(samples)
+            ax.step(x, y, where="post", color=colours[run.policy], linestyle=dashes[run.policy], linewidth=1.1,
+                    label=run.policy)
         sla = rows.loc[rows["pipeline"] == pipeline, "sla_s"].iloc[0]
         ax.axvline(sla, color="black", linestyle="--", linewidth=0.8)
         ax.text(sla, 0.03, " SLA", fontsize=7)
-    g.set_titles(col_template="{col_name}")
-    g.set_axis_labels(f"end-to-end latency (s, {' / '.join(sorted(kinds))})", "fraction")
-    return g.figure
+        ax.set_title(pipeline)
+        ax.set_ylim(0, 1.02)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+    for ax in list(axes.flat)[len(pipelines):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("fraction of requests" if kinds == {"per request"} else "fraction")
+    fig.supxlabel(f"end-to-end latency (s, {' / '.join(sorted(kinds))})", fontsize=9)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="policy", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
 
 
 # --- decision time vs pipeline size ------------------------------------------------------------
@@ -188,20 +302,60 @@ def decision_time_figure(bench: pd.DataFrame) -> plt.Figure:
 
 
 # --- objective preference on the Pareto plane ---------------------------------------------------
-def preference_sweep_figure(summary: pd.DataFrame, where: Mapping[str, object],
-                            preferences: Sequence[str]) -> plt.Figure:
+PREFERENCE_MARKERS = ("o", "X", "s", "D", "^", "v")
+
+
+def preference_sweep_figure(summary: pd.DataFrame, where: Mapping[str, object], preferences: Sequence[str],
+                            references: Sequence[str] = ()) -> plt.Figure:
+    """Mean cores against mean PAS of IPA under each preference, one panel per pipeline, the
+    points joined in order of cost so the trade-off the weights select reads as a curve. The
+    ``references`` policies (run with default weights on the same workload) are grey landmarks.
+    Preferences that land on the same point are named: a hidden marker is not a missing run."""
     rows = _nonempty(select(summary, {**where, "weights": list(preferences)}), "preference sweep")
     require(rows, "preference sweep", pipeline=_expected(where, "pipeline", rows), weights=preferences)
     data = rows.groupby(["pipeline", "weights"], as_index=False)[["pas_mean", "cost_cores_mean"]].mean()
-    data["PAS (x100)"] = data["pas_mean"] * 100
+    refs = pd.DataFrame(columns=["pipeline", "policy", "pas_mean", "cost_cores_mean", "sla_violation_rate"])
+    if references:
+        ref_rows = select(summary, {**where, "policy": list(references), "weights": "default"})
+        require(ref_rows, "preference sweep references", pipeline=_expected(where, "pipeline", rows),
+                policy=references)
+        refs = ref_rows.groupby(["pipeline", "policy"], as_index=False)[
+            ["pas_mean", "cost_cores_mean", "sla_violation_rate"]].mean()
     pipelines = _keys(where, "pipeline", rows)
-    g = sns.relplot(data=data, x="cost_cores_mean", y="PAS (x100)", hue="weights", style="weights",
-                    col="pipeline", col_order=pipelines, hue_order=list(preferences), style_order=list(preferences),
-                    s=70, height=2.4, aspect=1.0, facet_kws={"sharex": False, "sharey": False})
-    g.set_axis_labels("cores (mean)", "PAS (x100)")
-    g.set_titles(col_template="{col_name}")
-    g.legend.set_title("priority")
-    return g.figure
+    colours = dict(zip(preferences, sns.color_palette(n_colors=len(preferences))))
+    markers = dict(zip(preferences, PREFERENCE_MARKERS))
+    fig, axes = plt.subplots(1, len(pipelines), figsize=(2.9 * len(pipelines), 2.7), squeeze=False)
+    for ax, pipeline in zip(axes.flat, pipelines):
+        mine = data[data["pipeline"] == pipeline].sort_values("cost_cores_mean")
+        ax.plot(mine["cost_cores_mean"], mine["pas_mean"] * 100, color="0.6", linewidth=0.8, zorder=1)
+        for i, point in enumerate(mine.itertuples()):
+            # later points drawn smaller, so one that lands on another leaves a ring around it
+            ax.scatter(point.cost_cores_mean, point.pas_mean * 100, s=110 - 30 * i, marker=markers[point.weights],
+                       color=colours[point.weights], edgecolor="white", linewidth=0.6, zorder=2 + i,
+                       label=point.weights)
+        for ref in refs[refs["pipeline"] == pipeline].itertuples():
+            ax.scatter(ref.cost_cores_mean, ref.pas_mean * 100, s=25, marker="P", color="0.45", zorder=1)
+            # a cheap point that misses the SLA is not a better trade-off: the label says so
+            late = f" ({100 * ref.sla_violation_rate:.0f} % late)" if ref.sla_violation_rate >= 0.01 else ""
+            ax.annotate(ref.policy + late, (ref.cost_cores_mean, ref.pas_mean * 100), xytext=(3, 3),
+                        textcoords="offset points", fontsize=6, color="0.35")
+        groups = identical_groups({w: [x, y] for w, x, y in zip(mine["weights"], mine["cost_cores_mean"],
+                                                                 mine["pas_mean"])})
+        if groups:
+            ax.text(0.98, 0.03, "same point: " + "; ".join(" = ".join(g) for g in groups), transform=ax.transAxes,
+                    ha="right", va="bottom", fontsize=6, color="0.3")
+        ax.margins(0.15)
+        ax.set_title(pipeline)
+        ax.set_xlabel("cores (mean)")
+    axes.flat[0].set_ylabel("PAS (x100)")
+    handles = [plt.Line2D([], [], linestyle="", marker=markers[w], color=colours[w], markersize=7, label=w)
+               for w in preferences]
+    if len(refs):
+        handles.append(plt.Line2D([], [], linestyle="", marker="P", color="0.45", markersize=5,
+                                  label="baselines (default weights)"))
+    fig.legend(handles=handles, title="priority", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
 
 
 # --- predictor ablation -------------------------------------------------------------------------
@@ -219,6 +373,7 @@ def predictor_ablation_figure(summary: pd.DataFrame, where: Mapping[str, object]
                     kind="bar", errorbar=("pi", 100), height=2.4, aspect=2.2)
     g.set_titles(row_template="{row_name}")
     g.set_axis_labels("", "% of requests sent")
+    _label_bars(g)
     _label_empty_panels(g)
     return g.figure
 
@@ -250,4 +405,6 @@ def fidelity_figure(summary: pd.DataFrame, where: Mapping[str, object], live_bac
                     errorbar=("pi", 100), sharex=False, height=2.6, aspect=1.0)
     g.set_titles(col_template="{col_name}")
     g.set_axis_labels("", "")
+    _label_bars(g)
+    _label_empty_panels(g, horizontal=True)
     return g.figure

@@ -128,13 +128,15 @@ def read_timeseries(run_dir: str | Path) -> pd.DataFrame:
 
 
 def latency_samples(run_dir: str | Path) -> tuple[pd.Series, str]:
-    """End-to-end latencies for a CDF: per request when the run has requests.csv (requests
-    that completed, in time or late), else the per-second p99 of the time series."""
+    """End-to-end latencies for a CDF. Per request when the run has requests.csv: one value per
+    request *sent*, NaN for those never answered (dropped or failed), so a CDF over the series
+    stops below 1 by the unanswered share instead of hiding it. Otherwise the per-second p99 of
+    the time series, one value per second that had one."""
     run_dir = Path(run_dir)
     requests = run_dir / "requests.csv"
     if requests.is_file():
         r = pd.read_csv(requests, usecols=["status", "latency_s"])
-        return r.loc[r["status"].isin(["ok", "late"]), "latency_s"].astype(float), "per request"
+        answered = r["status"].isin(["ok", "late"])
+        return r["latency_s"].astype(float).where(answered), "per request"
     ts = pd.read_csv(run_dir / "timeseries.csv", usecols=["latency_p99_s"])
     return ts["latency_p99_s"].dropna().astype(float), "per-second p99"
-

@@ -278,6 +278,13 @@ def timeseries_args(wildcards) -> dict:
     return {"pipeline": wildcards.pipeline, "where": matrix_where()}
 
 
+def writes_requests(wildcards) -> bool:
+    """A simulated run keeps one row per request only where a figure reads them: the latency
+    CDF's workload (per-request latency, not per-second p99). Elsewhere the time series is enough
+    and the folders stay small."""
+    return "latency_cdf" in config and wildcards.workload == config["latency_cdf"]["workload"]
+
+
 def latency_cdf_args() -> dict:
     return {"where": {**matrix_where(), "workload": config["latency_cdf"]["workload"]}}
 
@@ -287,7 +294,10 @@ def preference_args() -> dict:
     where = {"backend": "sim", "duration_s": config["sim"]["duration_s"], "predictor": config["predictor"],
              "pipeline": sweep["pipelines"], "workload": sweep["workload"], "policy": sweep["policy"],
              "seed": config["seeds"]}
-    return {"where": where, "preferences": sorted(sweep["preferences"])}
+    # the baselines' points on the same plane, where the main matrix ran them on this workload
+    in_matrix = sweep["workload"] in config["workloads"] and set(sweep["pipelines"]) <= set(config["pipelines"])
+    references = [p for p in config["policies"] if p != sweep["policy"]] if in_matrix else []
+    return {"where": where, "preferences": sorted(sweep["preferences"]), "references": references}
 
 
 def ablation_args() -> dict:

@@ -13,7 +13,7 @@ rule run_sim:
         "results/runs/sim/{pipeline}/{workload}/{duration}s/{policy}/{predictor}/{weights}/seed{seed}/summary.json",
     params:
         backend="sim",
-        requests=False,
+        requests=writes_requests,
         interval_s=config["interval_s"],
         solver=config["solver"],
         code=RUN_CODE,
