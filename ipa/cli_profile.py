@@ -7,6 +7,7 @@ are skipped unless ``--force``. torch and transformers are imported only when me
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import tempfile
@@ -23,6 +24,8 @@ examples:
   ipa profile --pipeline video            only the video pipeline's stages
   ipa profile --variant microsoft/resnet-18 --force
   ipa profile --quick --out /tmp/q/profiles   tiny configs of the same families (tests)
+  ipa profile --start-to-ready            each measured key's replica start to ready (process, imports,
+                                          build, warm-up) on the real stage server; the load time runs use
 """
 
 
@@ -64,6 +67,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="tiny configs and inputs of the same families (for tests; never the package data "
                         "unless --out names it)")
     p.add_argument("--list", action="store_true", help="print the targets and whether each is done, then exit")
+    p.add_argument("--start-to-ready", action="store_true",
+                   help="measure only each key's start to ready (a fresh real-mode stage server until it reports "
+                        "ready), for keys whose file lacks it (all with --force), and make it their load time")
+    p.add_argument("--repeats", type=int, default=3, metavar="N",
+                   help="with --start-to-ready: server starts per key, the median is kept (default 3)")
     p.set_defaults(func=cmd_profile)
     return p
 
@@ -89,6 +97,52 @@ def cmd_profile(args: argparse.Namespace) -> int:
     except IpaError as e:
         print(f"ipa profile: error: {e}", file=sys.stderr)
         return 2
+
+
+def _stage_spec_for(target):
+    """The real-mode stage spec of the first pipeline whose stage serves the target's key."""
+    from ipa.pipelines import load_pipeline
+    from ipa.serving.spec import stage_specs
+
+    for name in target.pipelines:
+        pipeline = load_pipeline(name)
+        for stage in pipeline.stages:
+            if any(stage.profile_key(v) == target.key for v in stage.variants):
+                return stage_specs(pipeline, "real")[stage.name]
+    raise ConfigError(f"{target.key}: no pipeline stage serves this key")
+
+
+def _cmd_start_to_ready(targets, out: Path, csv: Path, args: argparse.Namespace) -> int:
+    from ipa.pipelines.profiles import assemble
+    from ipa.profiling.runner import loadavg, record_start_to_ready
+    from ipa.serving.readiness import measure_start_to_ready
+
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
+    missing = [t.key for t in targets if not t.json_path(out).exists()]
+    if missing:
+        raise ConfigError(f"--start-to-ready adds to measured keys; no file in {out} for {missing[:3]}"
+                          f"{' ...' if len(missing) > 3 else ''}: run `ipa profile` for them first")
+    failed = []
+    for i, t in enumerate(targets, 1):
+        path = t.json_path(out)
+        if "start_to_ready" in json.loads(path.read_text()) and not args.force:
+            print(f"[{i}/{len(targets)}] {t.key}: has its start to ready, skipped", flush=True)
+            continue
+        print(f"[{i}/{len(targets)}] {t.key}: load {loadavg()}", flush=True)
+        before = loadavg()
+        try:
+            with tempfile.TemporaryDirectory(prefix="ipa-ready-") as work:
+                result = measure_start_to_ready(_stage_spec_for(t), t.variant.name, Path(work), args.repeats)
+        except IpaError as e:
+            failed.append(t.key)
+            print(f"  FAILED {t.key}: {e}", file=sys.stderr, flush=True)
+            continue
+        record_start_to_ready(path, {**result, "loadavg_start": before, "loadavg_end": loadavg()})
+        assemble(out, csv)
+    print(f"ipa profile --start-to-ready: {len(targets)} key(s), {len(failed)} failed"
+          f"{': ' + ', '.join(failed) if failed else ''}")
+    return 1 if failed else 0
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
@@ -129,6 +183,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if not torch_available():
         print(TORCH_HINT, file=sys.stderr)
         return 2
+    if args.start_to_ready:
+        return _cmd_start_to_ready(targets, out, csv, args)
     from ipa.profiling.runner import MeasureOptions, run_profile
 
     command = "ipa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "ipa profile"

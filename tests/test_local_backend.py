@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -182,3 +183,34 @@ def test_real_mode_serves_built_models_end_to_end(tmp_path):
     series = pd.read_csv(output.extra_files["prometheus_series.csv"])
     assert not series.empty
     del out
+
+
+@pytest.mark.torch
+def test_start_to_ready_includes_the_process_start_the_in_process_load_leaves_out(tmp_path):
+    """The measured start to ready spans spawning the stage server to its first 200 on
+    /v2/health/ready; the server's own log says how long the in-process build and warm-up took,
+    which must be less (the interpreter and the imports come first)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from ipa.serving.readiness import measure_start_to_ready
+    from ipa.serving.spec import stage_specs
+
+    (tmp_path / "pipelines.yaml").write_text(REAL_PIPELINE)
+    catalogue = load_catalogue(tmp_path / "pipelines.yaml", Path(str(DATA / "variants.csv")))
+    with open(tmp_path / "profiles.csv", "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(PROFILE_COLUMNS)
+        for key in ("PekingU/rtdetr_r18vd@image-640x640", "microsoft/resnet-18@image-224x224"):
+            for b in (1, 2):
+                for c in (1, 2):
+                    w.writerow([key, b, c, 0.1 * b / c, 0.15 * b / c, 0.1 * b / c, 0.01, 10 * c, 100, 1.0, "measured"])
+    pipeline = Pipeline(catalogue.pipeline("video-quick"), read_profile_csv(tmp_path / "profiles.csv"))
+    spec = stage_specs(pipeline, "real", quick=True)["classifier"]
+    before = _children_of_me()
+    result = measure_start_to_ready(spec, "microsoft/resnet-18", tmp_path / "work", repeats=2, log=lambda m: None)
+    assert _children_of_me() <= before  # every server it started is gone
+    assert len(result["samples_s"]) == 2 and result["median_s"] > 0
+    for r in range(2):
+        log = (tmp_path / "work" / f"stage-classifier-{r}.log").read_text()
+        in_process = float(re.search(r"ready after ([0-9.]+)s", log).group(1))
+        assert result["samples_s"][r] > in_process

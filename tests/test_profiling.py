@@ -221,3 +221,28 @@ def test_isolated_worker_writes_the_same_file(tmp_path, capsys):
     assert doc["provenance"]["isolated"] is True and doc["provenance"]["quick"] is True
     assert {(m["batch"], m["threads"]) for m in doc["measurements"]} == {(1, 1), (1, 2), (2, 1), (2, 2)}
     assert "isolate True" in capsys.readouterr().out
+
+
+def test_start_to_ready_becomes_the_load_time_and_survives_a_latency_re_measure(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from ipa.profiling import runner
+    from ipa.profiling.runner import MeasureOptions, measure_and_write, record_start_to_ready
+
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps({"key": "k", "load_time_s": 0.5, "measurements": [], "provenance": {},
+                                "load_time_parts_s": {"build": 0.3, "load_state_dict": 0.2}}))
+    doc = record_start_to_ready(path, {"samples_s": [7.0, 9.0, 8.0], "median_s": 8.0, "method": "m"})
+    # the weights' read is added: a random-init server skips it, a deployed replica does not
+    assert doc["load_time_s"] == pytest.approx(8.2)
+    assert doc["load_time_parts_s"] == {"build": 0.3, "load_state_dict": 0.2, "start_to_ready": 8.0}
+    assert json.loads(path.read_text())["start_to_ready"]["samples_s"] == [7.0, 9.0, 8.0]
+
+    # re-measuring the key's latencies (the measurement itself stubbed: its fresh document has
+    # only the in-process load time) keeps the start to ready as the load time
+    fresh = {"key": "k", "load_time_s": 0.45, "measurements": [], "batches": [], "provenance": {},
+             "load_time_parts_s": {"build": 0.25, "load_state_dict": 0.2}}
+    monkeypatch.setattr(runner, "measure_target", lambda *a, **k: json.loads(json.dumps(fresh)))
+    measure_and_write(None, path, MeasureOptions())
+    again = json.loads(path.read_text())
+    assert again["load_time_s"] == pytest.approx(8.2) and again["load_time_parts_s"]["build"] == 0.25
+

@@ -296,8 +296,9 @@ def decision_time_figure(bench: pd.DataFrame) -> plt.Figure:
     for ax in g.axes.flat:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     g.set_axis_labels("pipeline stages", "decision time (s)")
-    g.legend.set_title("variants / stage")
+    g.legend.set_title("variants\nper stage")
     g.set_titles(col_template="solver: {col_name}")
+    g.tight_layout()  # after the log axis and titles changed, so the legend keeps clear of the panels
     return g.figure
 
 

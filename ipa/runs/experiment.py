@@ -21,6 +21,7 @@ from ipa.backends.registry import BACKENDS, LIVE_BACKENDS, backend_options, chec
 from ipa.errors import ConfigError
 from ipa.optimizer.solver import DEFAULT_SOLVER
 from ipa.predictors.base import in_trace_units
+from ipa.runs.capacity import check_fits_machine, peak_per_second
 from ipa.runs.folder import WORK_DIR, check_out_dir, write_run_folder
 from ipa.runs.tables import build_tables
 
@@ -80,6 +81,24 @@ def _load_workload(spec: RunSpec):
                               f"({workload.duration_s} s)")
         workload = workload.window(0, spec.duration_s)
     return workload
+
+
+def computes_on_this_machine(backend: str, options: dict) -> bool:
+    """Real mode on the local backend runs full-size models on these cores (quick builds are tiny
+    stand-ins that do not use the cores their profiles assume)."""
+    return backend == "local" and options.get("mode") == "real" and not options.get("quick")
+
+
+def _constant_peaks(spec: RunSpec, pipeline, duration_s: int):
+    """R -> the (first-interval, per-second) peaks of workload constant-R as this run would send it."""
+    from ipa.workloads import load_workload
+
+    def peaks(r: int) -> tuple[float, float]:
+        w = load_workload(f"constant-{r}").window(0, duration_s).scaled(pipeline.load_scale)
+        times = w.send_times(spec.seed, spec.arrivals)
+        return first_interval_peak(times, spec.interval_s), peak_per_second(times)
+
+    return peaks
 
 
 def _sha256_file(path: str) -> str:
@@ -158,6 +177,10 @@ def execute(spec: RunSpec, out_dir: str | Path, *, force: bool = False, requests
     predictor = in_trace_units(predictor, pipeline.load_scale)
     policy = make_policy(spec.policy, pipeline, solver=spec.solver,
                          peak_rate_rps=max(float(workload.rates.max()), 1e-3))
+    send_times = workload.send_times(spec.seed, spec.arrivals)
+    if computes_on_this_machine(spec.backend, params["backend_options"]):
+        check_fits_machine(policy, pipeline, first_interval_peak(send_times, spec.interval_s),
+                           peak_per_second(send_times), _constant_peaks(spec, pipeline, workload.duration_s))
     options = dict(params["backend_options"], seed=spec.seed)
     work = out_dir / WORK_DIR
     if "work_dir" in backend_options(spec.backend):
@@ -167,7 +190,6 @@ def execute(spec: RunSpec, out_dir: str | Path, *, force: bool = False, requests
         work.mkdir(parents=True)
         options["work_dir"] = str(work)
     backend = make_backend(spec.backend, **options)
-    send_times = workload.send_times(spec.seed, spec.arrivals)
     started_wall, started = datetime.now(timezone.utc), time.perf_counter()
     loop = AdapterLoop(backend, pipeline, policy, predictor, interval_s=spec.interval_s, progress=progress)
     try:

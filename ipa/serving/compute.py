@@ -77,8 +77,14 @@ class RealCompute:
         torch.manual_seed(self.spec.seed)
         self.model = build_model(v, quick=self.spec.quick)
 
+    def _build_and_warm_up(self) -> None:
+        self._build()
+        # one batch before reporting ready: the first call pays lazy initialisation (allocator,
+        # kernels), and a replica that says it is ready should serve at its profiled speed
+        self._forward(1)
+
     async def load(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self.executor(), self._build)
+        await asyncio.get_running_loop().run_in_executor(self.executor(), self._build_and_warm_up)
 
     def _forward(self, k: int) -> None:
         import time
