@@ -258,11 +258,29 @@ def test_fidelity_needs_a_simulated_twin_for_every_live_run(tmp_path):
 
 
 def test_decision_time_figure(tmp_path):
-    bench = pd.DataFrame([{"stages": s, "variants": v, "solver": "highs", "solve_time_s": 0.001 * s * v}
-                          for s in (1, 2, 3) for v in (1, 2)])
+    bench = pd.DataFrame([{"stages": s, "variants": v, "solver": solver, "solve_time_s": 0.001 * s * v * k}
+                          for s in (1, 2, 3) for v in (1, 2) for solver in ("cbc", "highs") for k in (1, 3)])
     fig = figures.decision_time_figure(bench)
     figures.save(fig, tmp_path / "d.png", tmp_path / "d.pdf")
     assert (tmp_path / "d.png").stat().st_size > 1000
+    assert [ax.get_title() for ax in fig.axes] == ["solver: cbc", "solver: highs"]
+    for ax in fig.axes:
+        assert ax.get_yscale() == "log"
+        lines = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
+        assert len(lines) == 2  # one per variant count
+        # each point is the mean of its two solves (1x and 3x): 2 ms x stages x variants
+        got = sorted(tuple(np.round(line.get_ydata(), 9)) for line in lines)
+        assert got == [tuple(0.002 * s * v for s in (1, 2, 3)) for v in (1, 2)]
+
+
+def test_load_patterns_draw_one_panel_per_workload_from_its_rates():
+    rates = pd.DataFrame([{"workload": w, "second": t, "rate": r * (t % 5 + 1)}
+                          for w, r in (("bursty", 2), ("steady-low", 1)) for t in range(30)])
+    fig = figures.load_patterns_figure(rates)
+    assert [ax.get_title() for ax in fig.axes] == ["bursty", "steady-low"]
+    for ax, r in zip(fig.axes, (2, 1)):
+        (line,) = [line for line in ax.get_lines() if len(line.get_xdata())]
+        assert list(line.get_ydata()) == [r * (t % 5 + 1) for t in range(30)]
 
 
 def test_preference_plane_names_coinciding_preferences_and_flags_late_baselines(tmp_path):
