@@ -56,6 +56,7 @@ def test_a_run_that_does_not_fit_names_the_cores_it_needs(video):
     assert capacity.check_fits_machine(policy, video, 2.0, 2.0, lambda r: (r, r), cores=need) == need
 
 
+@pytest.mark.reliability
 def test_ipa_run_in_real_mode_refuses_before_starting_anything(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(capacity, "machine_cores", lambda: 1)
     out = tmp_path / "run"
