@@ -40,8 +40,9 @@ def add_parser(sub) -> None:
     p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE", dest="backend_options",
                    help="an option of the backend's make_backend, e.g. mode=real, quick=true (repeatable)")
     p.add_argument("--mode", choices=("emulated", "real"),
-                   help="live backends: emulated (profiled latencies) or real (models run); "
-                        "short for --backend-option mode=M")
+                   help="live backends: emulated (replicas hold for profiled latencies) or real (full-size "
+                        "models run on this machine's cores; refused up front when the policy would need more "
+                        "cores than there are); short for --backend-option mode=M")
     p.add_argument("--predictor", default=DEFAULT_PREDICTOR,
                    help=f"one of {', '.join(PREDICTORS)} (default {DEFAULT_PREDICTOR})")
     p.add_argument("--seed", type=int, default=0, help="seeds the send times and the simulator (default 0)")
