@@ -53,6 +53,10 @@ def add_parser(sub) -> None:
                    help="send times within each second (default poisson)")
     p.add_argument("--solver", choices=SOLVERS, default=DEFAULT_SOLVER, help=f"ILP solver (default {DEFAULT_SOLVER})")
     p.add_argument("--requests", action="store_true", help="also write requests.csv (one row per request)")
+    p.add_argument("--tolerate-decision-errors", action="store_true",
+                   help="accept the run even if a policy, predictor or apply call raised (it then kept its "
+                        "configuration); without it such a run ends with exit status 1 and its folder is refused "
+                        "by the analysis")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="the run folder to write")
     p.add_argument("--force", action="store_true",
                    help="replace a run with the same parameters already in --out (a different run is never replaced)")
@@ -115,7 +119,8 @@ def run(args) -> int:
     spec = RunSpec(pipeline=args.pipeline, policy=args.policy, workload=args.workload, trace=args.trace,
                    predictor=args.predictor, backend=args.backend, seed=args.seed, interval_s=args.interval,
                    duration_s=args.duration, arrivals=args.arrivals, solver=args.solver,
-                   backend_options=parse_backend_options(args.backend_options, args.mode))
+                   backend_options=parse_backend_options(args.backend_options, args.mode),
+                   tolerate_decision_errors=args.tolerate_decision_errors)
     started = time.perf_counter()
     s = execute(spec, args.out, force=args.force, requests=args.requests, pipeline=_pipeline(args),
                 progress=_progress_printer(args.quiet))
@@ -123,4 +128,9 @@ def run(args) -> int:
           f"{s['requests_dropped']} dropped, {s['requests_failed']} failed "
           f"(SLA violations {100 * s['sla_violation_rate']:.2f}%); PAS {s['pas_mean']:.4f}, "
           f"{s['cost_cores_mean']:.2f} cores; {time.perf_counter() - started:.1f} s")
+    if s["decision_errors"] and not spec.tolerate_decision_errors:
+        print(f"ipa run: error: {s['decision_errors']} decision(s) failed ({s['first_decision_error']}); the "
+              "folder is written for diagnosis, but the run is not a sound result (--tolerate-decision-errors "
+              "accepts it)", file=sys.stderr)
+        return 1
     return 0

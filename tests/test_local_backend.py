@@ -99,6 +99,9 @@ def test_load_generator_log_conserves_every_request_and_sends_open_loop(tiny_fil
         assert sum(1 for _ in csv.DictReader(f)) == 100
     for name in ("prometheus_series.csv", "logs/router.log", "logs/stage-detector.log", "logs/loadgen.log"):
         assert Path(output.extra_files[name]).exists(), name
+    # every status poll that failed is written out (none on a healthy run), not only counted
+    polls = pd.read_csv(output.extra_files["status_poll_errors.csv"])
+    assert list(polls.columns) == ["time_s", "message"] and len(polls) == len(backend.status_errors)
     series = pd.read_csv(output.extra_files["prometheus_series.csv"])
     assert {"arrivals_total", "queue_length", "cores"} <= set(series["series"])
     # the monitor's whole-second counter, per boundary: never decreasing, and every arrival in it

@@ -2,6 +2,7 @@
 refusal of folders holding another run, determinism, and the invariants checker."""
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -232,3 +233,42 @@ def test_a_folder_without_summary_is_not_complete(tiny_run, tmp_path):
     shutil.copytree(base / "a", tmp_path / "t")
     (tmp_path / "t" / "summary.json").unlink()
     assert check_run_folder(tmp_path / "t") == ["summary.json is missing: the run is not complete"]
+
+
+class _BrokenPredictor:
+    """A predictor that fails from its third call on (a model file gone bad mid-run)."""
+    name = "broken"
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, arrivals_per_s):
+        self.calls += 1
+        if self.calls >= 3:
+            raise RuntimeError("weights unreadable")
+        return float(max(arrivals_per_s, default=0.0))
+
+
+@pytest.mark.reliability
+def test_a_run_whose_predictor_raised_is_marked_and_refused_unless_tolerated(tiny_run, tmp_path):
+    from dataclasses import replace
+
+    from ipa.analysis import RunFolderError, read_run
+
+    pipeline, _ = tiny_run
+    execute(SPEC, tmp_path / "strict", pipeline=pipeline, predictor=_BrokenPredictor())
+    summary = json.loads((tmp_path / "strict" / "summary.json").read_text())
+    decisions = list(csv.DictReader(open(tmp_path / "strict" / "decisions.csv")))
+    failed = [r for r in decisions if r["status"] == "policy_error"]
+    assert failed and summary["decision_errors"] == len(failed)
+    assert "weights unreadable" in summary["first_decision_error"]
+    assert summary["first_decision_error"].startswith(f"t={float(failed[0]['time_s']):g} s")
+    problems = check_run_folder(tmp_path / "strict")
+    assert any("decision(s) failed" in p and "weights unreadable" in p for p in problems)
+    with pytest.raises(RunFolderError, match="decision"):
+        read_run(tmp_path / "strict")
+    # asked for, the same run is accepted: counted and quoted, not an error
+    execute(replace(SPEC, tolerate_decision_errors=True), tmp_path / "tolerant", pipeline=pipeline,
+            predictor=_BrokenPredictor())
+    assert not [p for p in check_run_folder(tmp_path / "tolerant") if "decision" in p]
+    assert read_run(tmp_path / "tolerant")["decisions"] == len(decisions)

@@ -73,6 +73,9 @@ def read_run(folder: str | Path) -> dict:
             f"{folder}: requests do not add up: sent {counts['requests_sent']}, completed "
             f"{counts['requests_completed']} (on time {counts['requests_on_time']} + late "
             f"{counts['requests_late']}), dropped {counts['requests_dropped']}, failed {counts['requests_failed']}")
+    if doc.get("decision_errors") and not params.get("tolerate_decision_errors"):
+        raise RunFolderError(f"{folder}: {doc['decision_errors']} decision(s) failed "
+                             f"({doc.get('first_decision_error')}): the run kept a stale configuration; rerun it")
     labels = _layout_labels(folder)
     row = {"run_dir": str(folder)}
     row.update({k: params[k] for k in ("backend", "pipeline", "workload", "policy", "predictor", "seed")})

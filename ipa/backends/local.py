@@ -59,7 +59,7 @@ class LocalBackend:
         self._poll_stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.status_errors = 0
+        self.status_errors: list[tuple[float, str]] = []  # (run time, message): written out at stop
 
     # --- the interface ------------------------------------------------------------------------
     def start(self, pipeline: Pipeline, initial: Configuration, send_times_s: Sequence[float]) -> None:
@@ -132,6 +132,12 @@ class LocalBackend:
                 w.writerow(("time_s", "message"))
                 w.writerows(getattr(self.monitor, "log", []))
             extra["monitor_log.csv"] = str(monitor_log)
+            poll_log = self.work_dir / "status_poll_errors.csv"
+            with open(poll_log, "w", newline="") as f:
+                w = csv.writer(f, lineterminator="\n")
+                w.writerow(("time_s", "message"))
+                w.writerows(self.status_errors)
+            extra["status_poll_errors.csv"] = str(poll_log)
             events = self.work_dir / "process_events.csv"
             with open(events, "w", newline="") as f:
                 w = csv.writer(f, lineterminator="\n")
@@ -200,8 +206,8 @@ class LocalBackend:
         while not self._poll_stop.wait(STATUS_POLL_S):
             try:
                 status = self.stack.status()
-            except IpaError:
-                self.status_errors += 1
+            except IpaError as e:
+                self.status_errors.append((round(self.clock.now(), 3), str(e)))
                 continue
             t = self.clock.now()
             cores = sum(int((st.get("process") or {}).get("cores", 0)) for st in status["stages"])

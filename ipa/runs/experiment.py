@@ -47,6 +47,9 @@ class RunSpec:
     solver: str = DEFAULT_SOLVER
     # make_backend's options (e.g. local: mode, quick); strings are typed by its signature
     backend_options: dict = field(default_factory=dict)
+    # a run whose policy, predictor or apply raised is not a sound result unless asked for
+    # (check_run_folder and the analysis refuse it otherwise)
+    tolerate_decision_errors: bool = False
 
 
 def _check_names(spec: RunSpec) -> None:

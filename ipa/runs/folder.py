@@ -19,7 +19,8 @@ SUMMARY = "summary.json"
 METADATA = "metadata.json"
 RUN_FILES = ("timeseries.csv", "decisions.csv", "decision_times.csv", "requests.csv", METADATA, SUMMARY)
 # What live backends add (RunOutput.extra_files): these tables at the top, every log under logs/.
-EXTRA_FILES = ("loadgen_requests.csv", "prometheus_series.csv", "monitor_log.csv", "process_events.csv")
+EXTRA_FILES = ("loadgen_requests.csv", "prometheus_series.csv", "monitor_log.csv", "process_events.csv",
+               "status_poll_errors.csv")
 LOGS = "logs"
 # The backend's scratch folder while the run goes on (specs, Prometheus' TSDB, raw logs); removed
 # once the run folder is written, kept in a failed run's folder for diagnosis.

@@ -134,6 +134,14 @@ def check_run_folder(path: str | Path, pipeline=None) -> list[str]:
                                 f"({len(got)} rows, {len(want)} expected)")
         if summary.get("decisions") != len(decisions):
             problems.append(f"summary counts {summary.get('decisions')} decisions, decisions.csv has {len(decisions)}")
+        failed = [r for r in decisions if r["status"] in ("policy_error", "apply_error")]
+        if summary.get("decision_errors") != len(failed):
+            problems.append(f"summary counts {summary.get('decision_errors')} decision errors, decisions.csv has "
+                            f"{len(failed)}")
+        if failed and not params.get("tolerate_decision_errors"):
+            problems.append(f"{len(failed)} decision(s) failed, the run kept a stale configuration through them "
+                            f"(first at {failed[0]['time_s']} s: {failed[0]['reason']}); rerun it, or pass "
+                            "--tolerate-decision-errors to accept such a run")
         for r in decisions:
             config = json.loads(r["configuration"])
             where = f"decision at {r['time_s']} s"

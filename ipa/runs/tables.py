@@ -137,6 +137,9 @@ def build_tables(pipeline, output: RunOutput, records: Sequence[DecisionRecord],
     sent = len(status)
     violations = counts["late"] + counts["dropped"] + counts["failed"]
     solve_times = np.asarray([r.solve_time_s for r in records if r.status == DECIDED], dtype=float)
+    # a policy, predictor or apply failure leaves the run on a stale configuration: counted, the
+    # first one quoted, and the run folder check fails on it unless the run tolerates them
+    errors = [r for r in records if r.status in ("policy_error", "apply_error")]
     summary = {
         "requests_sent": sent,
         "requests_completed": counts["ok"] + counts["late"],
@@ -158,7 +161,8 @@ def build_tables(pipeline, output: RunOutput, records: Sequence[DecisionRecord],
         "decisions": len(records),
         "infeasible_decisions": sum(1 for r in records if r.status == DECIDED and not r.feasible),
         "decisions_without_data": sum(1 for r in records if r.status == "no_data"),
-        "decision_errors": sum(1 for r in records if r.status in ("policy_error", "apply_error")),
+        "decision_errors": len(errors),
+        "first_decision_error": f"t={errors[0].time_s:g} s: {errors[0].reason}" if errors else None,
         "configuration_changes": sum(1 for r in records[1:] if r.applied),
         "last_outcome_s": round(last, 6),
         "params": dict(params),
