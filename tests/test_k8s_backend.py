@@ -503,3 +503,27 @@ def test_the_run_clock_starts_on_a_whole_second_just_ahead():
     assert clock.t0_wall == int(clock.t0_wall)
     assert 0.5 <= clock.t0_wall - time.time() <= 1.5
     assert clock.now() == pytest.approx(time.time() - clock.t0_wall, abs=0.05)
+
+
+def test_failed_rollout_polls_are_written_to_the_run_folder(emulator, tiny_pipeline, tmp_path):
+    import csv as csv_module
+
+    from ipa.k8s.client import ClusterError
+    from ipa.runs.folder import check_extra_names
+
+    backend, _ = make_backend(emulator, work_dir=tmp_path)
+    cfg = cheapest_configuration(tiny_pipeline)
+    backend.start(tiny_pipeline, cfg, [0.0])
+    stage = next(iter(cfg.stages))
+    backend.apply(with_stage(cfg, stage, replicas=cfg.stages[stage].replicas + 1))  # a rollout to watch
+
+    def unreachable(*args, **kwargs):
+        raise ClusterError("API server unreachable (injected)")
+
+    backend.api.read_deployment = unreachable
+    out = backend.stop()
+    check_extra_names(out.extra_files)
+    with open(out.extra_files["status_poll_errors.csv"], newline="") as f:
+        rows = list(csv_module.DictReader(f))
+    assert rows and all("API server unreachable (injected)" in r["message"] for r in rows)
+    assert rows[-1]["message"].startswith("final rollout check")

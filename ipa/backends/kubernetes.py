@@ -16,6 +16,7 @@ stop
 """
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import secrets
@@ -194,6 +195,7 @@ class KubernetesBackend:
         self.applied: list[AppliedChange] = []
         self._lock = threading.Lock()
         self._pending: list[tuple[int, list[str]]] = []  # (index in applied, deployments) awaiting rollout
+        self.status_errors: list[tuple[float, str]] = []  # failed rollout polls (run time, message)
         self._stop_watch = threading.Event()
         self._watcher: threading.Thread | None = None
         self._load: LoadReplay | None = None
@@ -323,8 +325,9 @@ class KubernetesBackend:
         while not self._stop_watch.wait(self.settings.poll_s):
             try:
                 self.poll_rollouts()
-            except ClusterError as e:  # the API can blink; the run goes on, the log says so
+            except ClusterError as e:  # the API can blink; the run goes on, the run folder says so
                 log.warning("rollout watch: %s", e)
+                self.status_errors.append((round(self.clock.now(), 3), f"rollout watch: {e}"))
 
     def poll_rollouts(self) -> None:
         """Close every pending change whose Deployments have finished rolling out."""
@@ -389,7 +392,8 @@ class KubernetesBackend:
                 self.poll_rollouts()
             except ClusterError as e:
                 log.warning("final rollout check: %s", e)
-            extra = {**getattr(self._load, "files", {}), **self._save_logs()}
+                self.status_errors.append((round(self.clock.now(), 3), f"final rollout check: {e}"))
+            extra = {**getattr(self._load, "files", {}), **self._save_logs(), **self._save_status_errors()}
         finally:
             self.teardown()
         with self._lock:
@@ -404,6 +408,17 @@ class KubernetesBackend:
                 self._load.interrupt()
         finally:
             self.teardown()
+
+    def _save_status_errors(self) -> dict[str, str]:
+        if self.settings.work_dir is None:
+            return {}
+        path = Path(self.settings.work_dir) / "status_poll_errors.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(("time_s", "message"))
+            w.writerows(self.status_errors)
+        return {"status_poll_errors.csv": str(path)}
 
     def _save_logs(self) -> dict[str, str]:
         """Every pod's log, into work_dir/logs/ (the namespace and its logs go at teardown)."""
