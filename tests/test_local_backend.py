@@ -154,23 +154,30 @@ pipelines:
 """
 
 
+def _quick_real_pipeline(tmp_path, detector_s: float, classifier_s: float) -> Pipeline:
+    """REAL_PIPELINE with made-up profiles: batch-1 latency at one core as given, linear in the
+    batch and in 1 / cores."""
+    (tmp_path / "pipelines.yaml").write_text(REAL_PIPELINE)
+    catalogue = load_catalogue(tmp_path / "pipelines.yaml", Path(str(DATA / "variants.csv")))
+    with open(tmp_path / "profiles.csv", "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(PROFILE_COLUMNS)
+        for key, lat in (("PekingU/rtdetr_r18vd@image-640x640", detector_s),
+                         ("microsoft/resnet-18@image-224x224", classifier_s)):
+            for b in (1, 2):
+                for c in (1, 2):
+                    m = lat * b / c
+                    w.writerow([key, b, c, m, m * 1.5, m, m * 0.1, b / m, 100, 1.0, "measured"])
+    return Pipeline(catalogue.pipeline("video-quick"), read_profile_csv(tmp_path / "profiles.csv"))
+
+
 @pytest.mark.torch
 @pytest.mark.slow
 def test_real_mode_serves_built_models_end_to_end(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    (tmp_path / "pipelines.yaml").write_text(REAL_PIPELINE)
-    catalogue = load_catalogue(tmp_path / "pipelines.yaml", Path(str(DATA / "variants.csv")))
     # made-up profiles, generous enough that the quick models meet the SLA on a busy 2-core machine
-    with open(tmp_path / "profiles.csv", "w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(PROFILE_COLUMNS)
-        for key, lat in (("PekingU/rtdetr_r18vd@image-640x640", 0.6), ("microsoft/resnet-18@image-224x224", 0.1)):
-            for b in (1, 2):
-                for c in (1, 2):
-                    m = lat * b / c
-                    w.writerow([key, b, c, m, m * 1.5, m, m * 0.1, b / m, 100, 1.0, "measured"])
-    pipeline = Pipeline(catalogue.pipeline("video-quick"), read_profile_csv(tmp_path / "profiles.csv"))
+    pipeline = _quick_real_pipeline(tmp_path, detector_s=0.6, classifier_s=0.1)
     before = _children_of_me()
     out = tmp_path / "run"
     backend = LocalBackend(mode="real", quick=True, work_dir=str(tmp_path / "work"))
@@ -198,16 +205,7 @@ def test_start_to_ready_includes_the_process_start_the_in_process_load_leaves_ou
     from ipa.serving.readiness import measure_start_to_ready
     from ipa.serving.spec import stage_specs
 
-    (tmp_path / "pipelines.yaml").write_text(REAL_PIPELINE)
-    catalogue = load_catalogue(tmp_path / "pipelines.yaml", Path(str(DATA / "variants.csv")))
-    with open(tmp_path / "profiles.csv", "w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(PROFILE_COLUMNS)
-        for key in ("PekingU/rtdetr_r18vd@image-640x640", "microsoft/resnet-18@image-224x224"):
-            for b in (1, 2):
-                for c in (1, 2):
-                    w.writerow([key, b, c, 0.1 * b / c, 0.15 * b / c, 0.1 * b / c, 0.01, 10 * c, 100, 1.0, "measured"])
-    pipeline = Pipeline(catalogue.pipeline("video-quick"), read_profile_csv(tmp_path / "profiles.csv"))
+    pipeline = _quick_real_pipeline(tmp_path, detector_s=0.1, classifier_s=0.1)
     spec = stage_specs(pipeline, "real", quick=True)["classifier"]
     before = _children_of_me()
     result = measure_start_to_ready(spec, "microsoft/resnet-18", tmp_path / "work", repeats=2, log=lambda m: None)

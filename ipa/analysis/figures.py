@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # files only, never a display
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -241,9 +242,8 @@ def summary_bars_figure(summary: pd.DataFrame, where: Mapping[str, object]) -> p
 def ecdf(samples: pd.Series) -> tuple[list[float], list[float]]:
     """Sorted finite values and, at each, the fraction of *all* samples at or below it (NaN
     samples count in the denominator: never answered, so never within any latency)."""
-    values = samples.dropna().sort_values().to_numpy()
-    n = len(samples)
-    return list(values), [(i + 1) / n for i in range(len(values))]
+    values = np.sort(samples.dropna().to_numpy(dtype=float))
+    return values.tolist(), (np.arange(1, len(values) + 1) / len(samples)).tolist()
 
 
 def latency_cdf_figure(summary: pd.DataFrame, where: Mapping[str, object]) -> plt.Figure:

@@ -7,10 +7,12 @@ the target time); a live backend's clock sleeps on the wall clock.
 """
 from __future__ import annotations
 
+import csv
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from pathlib import Path
+from typing import Iterable, Protocol, Sequence
 
 from ipa.configuration import Configuration
 from ipa.pipelines.pipeline import Pipeline
@@ -107,3 +109,14 @@ class Backend(Protocol):
 
     # Optional: ``abort()`` (a run cut short by Ctrl-C, SIGTERM or an error) stops the load at once
     # and tears everything down; the adapter loop calls it instead of ``stop`` when it exists.
+
+
+def write_table(path: Path, columns: Sequence[str], rows: Iterable[Sequence]) -> str:
+    """One of a backend's extra CSV files (RunOutput.extra_files); returns its path as text."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(columns)
+        w.writerows(rows)
+    return str(path)

@@ -16,7 +16,6 @@ stop
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import secrets
@@ -29,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
-from ipa.backends.base import AppliedChange, Monitor, RunOutput, WallClock
+from ipa.backends.base import AppliedChange, Monitor, RunOutput, WallClock, write_table
 from ipa.configuration import Configuration
 from ipa.errors import ConfigError
 from ipa.k8s.client import ClusterError, KubernetesApi, RolloutTimeout
@@ -413,12 +412,7 @@ class KubernetesBackend:
         if self.settings.work_dir is None:
             return {}
         path = Path(self.settings.work_dir) / "status_poll_errors.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(("time_s", "message"))
-            w.writerows(self.status_errors)
-        return {"status_poll_errors.csv": str(path)}
+        return {"status_poll_errors.csv": write_table(path, ("time_s", "message"), self.status_errors)}
 
     def _save_logs(self) -> dict[str, str]:
         """Every pod's log, into work_dir/logs/ (the namespace and its logs go at teardown)."""

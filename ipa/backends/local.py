@@ -10,7 +10,6 @@ at once (its log keeps what was sent) and nothing is returned, so a user's Ctrl-
 """
 from __future__ import annotations
 
-import csv
 import math
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ipa.backends.base import AppliedChange, RunOutput, WallClock
+from ipa.backends.base import AppliedChange, RunOutput, WallClock, write_table
 from ipa.configuration import Configuration
 from ipa.errors import ConfigError, IpaError
 from ipa.loadgen import LoadGenerator, classify, send_lag
@@ -126,24 +125,13 @@ class LocalBackend:
                     extra["prometheus_series.csv"] = str(series)
                 except Exception as e:  # noqa: BLE001 - the series are extra; the run's records are not
                     print(f"local backend: Prometheus series not exported: {e}", flush=True)
-            monitor_log = self.work_dir / "monitor_log.csv"
-            with open(monitor_log, "w", newline="") as f:
-                w = csv.writer(f, lineterminator="\n")
-                w.writerow(("time_s", "message"))
-                w.writerows(getattr(self.monitor, "log", []))
-            extra["monitor_log.csv"] = str(monitor_log)
-            poll_log = self.work_dir / "status_poll_errors.csv"
-            with open(poll_log, "w", newline="") as f:
-                w = csv.writer(f, lineterminator="\n")
-                w.writerow(("time_s", "message"))
-                w.writerows(self.status_errors)
-            extra["status_poll_errors.csv"] = str(poll_log)
-            events = self.work_dir / "process_events.csv"
-            with open(events, "w", newline="") as f:
-                w = csv.writer(f, lineterminator="\n")
-                w.writerow(("time_s", "process", "event"))
-                w.writerows((round(t - self.clock.t0_wall, 3), n, e) for t, n, e in self.stack.group.events)
-            extra["process_events.csv"] = str(events)
+            extra["monitor_log.csv"] = write_table(self.work_dir / "monitor_log.csv", ("time_s", "message"),
+                                                   getattr(self.monitor, "log", []))
+            extra["process_events.csv"] = write_table(
+                self.work_dir / "process_events.csv", ("time_s", "process", "event"),
+                ((round(t - self.clock.t0_wall, 3), n, e) for t, n, e in self.stack.group.events))
+            extra["status_poll_errors.csv"] = write_table(self.work_dir / "status_poll_errors.csv",
+                                                          ("time_s", "message"), self.status_errors)
         finally:
             self._teardown()
         for log in sorted((self.work_dir / "logs").glob("*.log")):

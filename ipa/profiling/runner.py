@@ -51,6 +51,7 @@ import numpy as np
 import torch
 import transformers
 
+from ipa.errors import CatalogueError
 from ipa.pipelines.invariants import check_key, report
 from ipa.pipelines.profiles import assemble, rows_from_measurement
 from ipa.profiling import stats
@@ -557,10 +558,10 @@ def measure_and_write(t: Target, path: Path, options: MeasureOptions, command: s
         except (OSError, json.JSONDecodeError):
             old = None
     merged = merge_documents(doc, old)
-    write_json(merged, path)
     if old is not None and "start_to_ready" in old and "start_to_ready" not in merged:
         # re-measuring latencies keeps the key's start to ready: it is its load time
-        record_start_to_ready(path, old["start_to_ready"])
+        merged = with_start_to_ready(merged, old["start_to_ready"], path)
+    write_json(merged, path)
 
 
 LOAD_TIME_METHOD = ("start to ready of a fresh real-mode stage server (start_to_ready: interpreter, imports, "
@@ -568,19 +569,22 @@ LOAD_TIME_METHOD = ("start to ready of a fresh real-mode stage server (start_to_
                     "random-init replica skips)")
 
 
-def record_start_to_ready(path: Path, result: dict) -> dict:
-    """Make a key's load time its measured start to ready plus the weights' read: what a new
-    replica (a fresh process, as a pod is) pays before it serves. The in-process build-and-load
-    figures stay as parts."""
-    doc = json.loads(path.read_text())
+def with_start_to_ready(doc: dict, result: dict, where: Path) -> dict:
+    """The key's document with its load time made the measured start to ready plus the weights'
+    read: what a new replica (a fresh process, as a pod is) pays before it serves. The
+    in-process build-and-load figures stay as parts."""
     parts = dict(doc.get("load_time_parts_s") or {})
     if "load_state_dict" not in parts:
-        raise ValueError(f"{path}: no load_state_dict time in load_time_parts_s: re-measure the key")
+        raise CatalogueError(f"{where}: no load_state_dict time in load_time_parts_s: re-measure the key")
     parts["start_to_ready"] = result["median_s"]
-    doc["start_to_ready"] = result
-    doc["load_time_parts_s"] = parts
-    doc["load_time_s"] = result["median_s"] + parts["load_state_dict"]
-    doc.setdefault("method", {})["load_time_s"] = LOAD_TIME_METHOD
+    method = {**(doc.get("method") or {}), "load_time_s": LOAD_TIME_METHOD}
+    return {**doc, "start_to_ready": result, "load_time_parts_s": parts,
+            "load_time_s": result["median_s"] + parts["load_state_dict"], "method": method}
+
+
+def record_start_to_ready(path: Path, result: dict) -> dict:
+    """Write a measured start to ready into the key's file (``with_start_to_ready``)."""
+    doc = with_start_to_ready(json.loads(path.read_text()), result, path)
     write_json(doc, path)
     return doc
 
