@@ -19,27 +19,21 @@ def _first_existing(path: Path) -> Path:
 
 
 def require_writable_dir(path: str | Path, flag: str = "--out") -> None:
-    """``path`` is, or can be created as, a folder this process can write files into."""
+    """``path`` is, or can be created as, a folder this process can write files into.
+
+    The probe goes into ``path`` or, when it does not exist yet, into its nearest existing
+    ancestor: a folder that accepts a file accepts a subfolder. Nothing is created, so checks
+    running concurrently on siblings (the quality matrix's workers) cannot trip over each
+    other's half-made parents."""
     path = Path(path)
     existing = _first_existing(path.absolute())
     if not existing.is_dir():
         raise ConfigError(f"{flag} {path}: {existing} is not a folder")
-    missing = [p for p in [path.absolute(), *path.absolute().parents] if p != existing and existing in p.parents]
-    created: list[Path] = []
     try:
-        for folder in reversed(missing):
-            folder.mkdir()
-            created.append(folder)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-probe-"):
             pass
     except OSError as e:
         raise ConfigError(f"{flag} {path} cannot be written ({e.strerror or e}); choose a writable folder") from None
-    finally:
-        for p in reversed(created):
-            try:
-                p.rmdir()
-            except OSError:
-                pass
 
 
 def require_writable_file(path: str | Path, flag: str = "--out") -> None:
