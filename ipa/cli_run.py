@@ -25,7 +25,7 @@ PROGRESS_EVERY_S = 2.0  # wall seconds between progress lines; short runs print 
 def add_parser(sub) -> None:
     from ipa.backends.registry import BACKENDS
     from ipa.policies import POLICIES
-    from ipa.predictors import PREDICTORS
+    from ipa.predictors import RUN_PREDICTORS
     from ipa.workloads import WORKLOADS
 
     p = sub.add_parser("run", help="run one experiment and write its run folder",
@@ -43,8 +43,12 @@ def add_parser(sub) -> None:
                    help="live backends: emulated (replicas hold for profiled latencies) or real (full-size "
                         "models run on this machine's cores; refused up front when the policy would need more "
                         "cores than there are); short for --backend-option mode=M")
+    p.add_argument("--policy-option", action="append", default=[], metavar="KEY=VALUE", dest="policy_options",
+                   help="a setting of policy hpa or ray-serve, e.g. target_utilisation=0.6, "
+                        "target_ongoing_requests=4 (repeatable)")
     p.add_argument("--predictor", default=DEFAULT_PREDICTOR,
-                   help=f"one of {', '.join(PREDICTORS)} (default {DEFAULT_PREDICTOR})")
+                   help=f"one of {', '.join(RUN_PREDICTORS)} (default {DEFAULT_PREDICTOR}; oracle: the true "
+                        "peak, read from the run's send times; policy oracle implies it)")
     p.add_argument("--seed", type=int, default=0, help="seeds the send times and the simulator (default 0)")
     p.add_argument("--interval", type=int, default=10, metavar="S", help="adaptation interval, whole seconds (default 10)")
     p.add_argument("--duration", type=int, default=None, metavar="S",
@@ -81,8 +85,7 @@ def _pipeline(args):
     return load_pipeline(args.pipeline, catalogue=catalogue, profiles_path=args.profiles_file)
 
 
-def parse_backend_options(pairs: list[str], mode: str | None = None) -> dict[str, str]:
-    """KEY=VALUE strings as a dict (typed later, against the backend's make_backend)."""
+def _key_values(pairs: list[str], flag: str, example: str) -> dict[str, str]:
     from ipa.errors import ConfigError
 
     out: dict[str, str] = {}
@@ -90,10 +93,23 @@ def parse_backend_options(pairs: list[str], mode: str | None = None) -> dict[str
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
-            raise ConfigError(f"--backend-option {pair!r}: expected KEY=VALUE, e.g. mode=real")
+            raise ConfigError(f"{flag} {pair!r}: expected KEY=VALUE, e.g. {example}")
         if key in out:
-            raise ConfigError(f"--backend-option {key} is given twice")
+            raise ConfigError(f"{flag} {key} is given twice")
         out[key] = value
+    return out
+
+
+def parse_policy_options(pairs: list[str]) -> dict[str, str]:
+    """KEY=VALUE strings as a dict (typed later, against the policy's settings)."""
+    return _key_values(pairs, "--policy-option", "target_utilisation=0.6")
+
+
+def parse_backend_options(pairs: list[str], mode: str | None = None) -> dict[str, str]:
+    """KEY=VALUE strings as a dict (typed later, against the backend's make_backend)."""
+    from ipa.errors import ConfigError
+
+    out = _key_values(pairs, "--backend-option", "mode=real")
     if mode is not None:
         if "mode" in out and out["mode"] != mode:
             raise ConfigError(f"--mode {mode} contradicts --backend-option mode={out['mode']}")
@@ -120,6 +136,7 @@ def run(args) -> int:
                    predictor=args.predictor, backend=args.backend, seed=args.seed, interval_s=args.interval,
                    duration_s=args.duration, arrivals=args.arrivals, solver=args.solver,
                    backend_options=parse_backend_options(args.backend_options, args.mode),
+                   policy_options=parse_policy_options(args.policy_options),
                    tolerate_decision_errors=args.tolerate_decision_errors)
     started = time.perf_counter()
     s = execute(spec, args.out, force=args.force, requests=args.requests, pipeline=_pipeline(args),

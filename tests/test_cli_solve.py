@@ -72,7 +72,7 @@ def test_infeasible_load_exits_1_with_the_reason(solve_cli):
     (["--pipeline", "tiny-video", "--rate", "-2"], "arrival rate must be a finite number > 0"),
     (["--pipeline", "tiny-video", "--rate", "nan"], "got nan"),
     (["--pipeline", "tiny-video", "--rate", "inf"], "got inf"),
-    (["--pipeline", "tiny-video", "--rate", "5", "--policy", "oracle"], "unknown policy 'oracle'"),
+    (["--pipeline", "tiny-video", "--rate", "5", "--policy", "greedy"], "unknown policy 'greedy'"),
     (["--pipeline", "tiny-video", "--rate", "5", "--sla", "0.01"], "below the fastest possible"),
     (["--pipeline", "tiny-video", "--rate", "5", "--gamma", "-1"], "weight gamma must be a finite number >= 0"),
     (["--pipeline", "video-2", "--rate", "5"], "unknown pipeline 'video-2'; known: tiny-audio, tiny-video"),

@@ -78,11 +78,12 @@ class AdapterLoop:
         self.progress = progress
         self.records: list[DecisionRecord] = []
 
-    def _decide(self, t: float, rate: float, current: Configuration | None, state):
+    def _decide(self, t: float, rate: float, current: Configuration | None, state, stages=None):
         """Call the policy; returns (decision or None, state, reason, wall seconds)."""
         started = time.perf_counter()
         try:
-            decision, state = self.policy(Observation(time_s=t, rate_rps=rate, current=current), state)
+            observation = Observation(time_s=t, rate_rps=rate, current=current, stages=stages or {})
+            decision, state = self.policy(observation, state)
             if not isinstance(decision, Decision):
                 raise TypeError(f"policy returned {type(decision).__name__}, not a Decision")
             return decision, state, "", time.perf_counter() - started
@@ -136,7 +137,7 @@ class AdapterLoop:
                                                time.perf_counter() - started))
             return current, state
         predict_s = time.perf_counter() - started
-        decision, state, error, took = self._decide(t, predicted, current, state)
+        decision, state, error, took = self._decide(t, predicted, current, state, reading.stages)
         if decision is None:
             self.records.append(DecisionRecord(t, POLICY_ERROR, observed, predicted, current, False, 0, None,
                                                error + "; keeping the configuration", predict_s + took))

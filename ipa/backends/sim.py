@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ipa.backends.base import AppliedChange, MonitorReading, RunOutput
+from ipa.backends.base import AppliedChange, MonitorReading, RunOutput, StageSeries
 from ipa.configuration import Configuration
 from ipa.errors import ConfigError
 from ipa.pipelines.pipeline import Pipeline
@@ -54,8 +54,9 @@ class SimMonitor:
         until = max(0, int(math.floor(sim.now - self.scrape_lag_s)))
         counts = self._backend._arrivals_per_s
         start = max(0, until - int(window_s))
+        stages = {name: StageSeries(*series) for name, series in sim.stage_series(start, until).items()}
         return MonitorReading(float(until), counts[start:min(until, len(counts))]
-                              + [0.0] * max(0, until - max(start, len(counts))))
+                              + [0.0] * max(0, until - max(start, len(counts))), stages)
 
 
 class SimBackend:

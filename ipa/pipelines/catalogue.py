@@ -31,6 +31,7 @@ PARAMETER_TYPES: dict[str, type] = {
     "gamma": float, "latency_statistic": str, "predictor_margin": float,
     "accuracy_method": str, "threshold_rps": float, "fa2_low": dict, "fa2_high": dict,
     "rim_replicas": dict, "load_scale": float, "calibration_cores": float, "replica_start_s": float,
+    "policy_options": dict,  # policy name -> its settings (hpa, ray-serve), e.g. the workflow's sweeps
 }
 # Parameters that must be > 0 where given: a zero or negative one is a typo, never a setting.
 # beta may be 0: the paper's NLP accuracy priority prices cores at nothing (fact 40).

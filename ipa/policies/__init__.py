@@ -10,7 +10,14 @@
 ``rim``       replicas pinned per stage for the run (param ``rim_replicas``, else what
               FA2-high's variant needs at batch 1 for option ``peak_rate_rps``)
 ``static``    IPA's decision at the first call, kept for the whole run
+``oracle``    ``ipa`` given the true peak of the next 20 s instead of a forecast (the run
+              builds its predictor from the send times: ``ipa.predictors.oracle``)
+``hpa``       the Kubernetes HPA on CPU utilisation: replicas only (``autoscalers``)
+``ray-serve`` Ray Serve's default autoscaling policy: replicas only (``autoscalers``)
 =========== ========================================================================
+
+``hpa`` and ``ray-serve`` take options (``make_policy(options=...)``: their settings' fields, e.g.
+``target_utilisation``, ``target_ongoing_requests``); the others take none.
 """
 from __future__ import annotations
 
@@ -23,11 +30,18 @@ from ipa.configuration import Configuration, Decision
 from ipa.errors import ConfigError
 from ipa.optimizer.problem import picks_of, problem_from_pipeline
 from ipa.optimizer.solver import DEFAULT_SOLVER, make_solver, solver_name
+from ipa.policies.autoscalers import (HpaSettings, RayServeSettings, autoscaler_rule, hpa_step, ray_serve_step,
+                                      settings_from)
 from ipa.policies.observation import Observation, PolicyState
 from ipa.policies.pins import fa2_variants, rim_replicas
 from ipa.policies.rules import Context, adaptive, static
 
-POLICIES = ("ipa", "fa2-low", "fa2-high", "rim", "static")
+POLICIES = ("ipa", "fa2-low", "fa2-high", "rim", "static", "oracle", "hpa", "ray-serve")
+PAPER_POLICIES = POLICIES[:5]  # the paper's IPA and baselines (fact 29-30)
+# the policies that do not decide on the load forecast but on each stage's measured load
+AUTOSCALERS = {"hpa": (HpaSettings, hpa_step), "ray-serve": (RayServeSettings, ray_serve_step)}
+# the policies whose run replaces the configured predictor
+PREDICTOR_OF = {"oracle": "oracle"}
 DEFAULT_TIME_LIMIT_S = 2.0  # the paper's budget for one decision (fact 22)
 
 Rule = Callable[[Observation, PolicyState, Context], "tuple[Decision, PolicyState]"]
@@ -58,21 +72,46 @@ class Policy:
         return {"variants": dict(t.pinned_variants), "replicas": dict(t.pinned_replicas)}
 
 
+def policy_options(name: str, options: dict | None, pipeline=None) -> dict:
+    """``options`` over the pipeline's ``policy_options[name]`` (the catalogue's), typed against
+    the policy's settings: what a run records. A bad name or value, or options for a policy that
+    takes none, raise ``ConfigError`` naming the option."""
+    from_catalogue = (pipeline.params.get("policy_options") or {}).get(name) if pipeline is not None else None
+    options = {**(from_catalogue or {}), **(options or {})}
+    if name not in AUTOSCALERS:
+        if options:
+            raise ConfigError(f"policy {name} takes no options (got {sorted(options)}); "
+                              f"options are for {', '.join(AUTOSCALERS)}")
+        return {}
+    settings = settings_from(AUTOSCALERS[name][0], options, name)
+    return {key: getattr(settings, key) for key in options}
+
+
 def make_policy(name: str, pipeline, *, sla_s: float | None = None, alpha: float | None = None,
                 beta: float | None = None, gamma: float | None = None, statistic: str | None = None,
                 accuracy_method: str | None = None, solver: str | pulp.LpSolver = DEFAULT_SOLVER,
                 time_limit_s: float | None = DEFAULT_TIME_LIMIT_S,
-                peak_rate_rps: float | None = None) -> Policy:
+                peak_rate_rps: float | None = None, options: dict | None = None) -> Policy:
     """A policy for ``pipeline``; every bad option raises ``ConfigError`` here, never in a call."""
     if name not in POLICIES:
         raise ConfigError(f"unknown policy {name!r}; use one of {', '.join(POLICIES)}")
-    pinned_variants = fa2_variants(pipeline, name.split("-")[1]) if name.startswith("fa2-") else None
+    options = policy_options(name, options, pipeline)
+    rule: Rule = static if name == "static" else adaptive
+    if name in AUTOSCALERS:
+        settings_class, step = AUTOSCALERS[name]
+        rule = autoscaler_rule(step, settings_from(settings_class, options, name))
+    # the autoscalers start where FA2-low starts and keep its variants and batch sizes
+    if name in AUTOSCALERS:
+        pinned_variants = fa2_variants(pipeline, "low")
+    else:
+        pinned_variants = fa2_variants(pipeline, name.split("-")[1]) if name.startswith("fa2-") else None
     pinned_replicas = rim_replicas(pipeline, peak_rate_rps) if name == "rim" else None
     template = problem_from_pipeline(pipeline, 1.0, sla_s=sla_s, alpha=alpha, beta=beta, gamma=gamma,
                                      statistic=statistic, accuracy_method=accuracy_method,
                                      pinned_variants=pinned_variants, pinned_replicas=pinned_replicas)
     context = Context(template, make_solver(solver, time_limit_s), solver_name(solver), time_limit_s)
-    return Policy(name, static if name == "static" else adaptive, context)
+    return Policy(name, rule, context)
 
 
-__all__ = ["DEFAULT_TIME_LIMIT_S", "Observation", "POLICIES", "Policy", "PolicyState", "make_policy"]
+__all__ = ["AUTOSCALERS", "DEFAULT_TIME_LIMIT_S", "Observation", "PAPER_POLICIES", "POLICIES", "PREDICTOR_OF",
+           "Policy", "PolicyState", "make_policy", "policy_options"]

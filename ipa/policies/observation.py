@@ -1,7 +1,8 @@
 """What a policy sees each adaptation interval, and the state it carries between intervals."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from ipa.configuration import Configuration
 
@@ -11,9 +12,13 @@ class Observation:
     time_s: float
     rate_rps: float                      # the load to provision for (the adapter applied its margin)
     current: Configuration | None = None  # what runs now; ties are broken towards it
+    # each stage's measured load (ipa.backends.base.StageSeries), for the autoscalers that act on
+    # it; empty at the first decision and where the backend could not read it
+    stages: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class PolicyState:
     decisions: int = 0
-    fixed: Configuration | None = None  # `static`: the configuration it keeps
+    fixed: Configuration | None = None  # `static`: the configuration it keeps; autoscalers: their first
+    scaler: Any = None                  # an autoscaler's own state (ipa.policies.autoscalers.ScalerState)

@@ -39,7 +39,9 @@ def _decision_for(problem: Problem, picks, feasible: bool, reason: str, extra: d
                     ev.cost_cores, ev.latency_s, 0.0, dict(extra, changes=ev.changes))
 
 
-def _problem(observation: Observation, context: Context) -> tuple[Problem, str]:
+def problem_for(observation: Observation, context: Context) -> tuple[Problem, str]:
+    """The context's problem at the observation's rate and current configuration, and why the
+    rate was unusable ('' when it was usable)."""
     rate = observation.rate_rps
     if not isinstance(rate, (int, float)) or math.isnan(rate) or math.isinf(rate):
         return replace(context.template, rate_rps=UNKNOWN_RATE_RPS, current=observation.current), \
@@ -49,7 +51,7 @@ def _problem(observation: Observation, context: Context) -> tuple[Problem, str]:
 
 def adaptive(observation: Observation, state: PolicyState, context: Context) -> tuple[Decision, PolicyState]:
     """Solve the policy's problem at the observed rate (ipa, fa2-*, rim)."""
-    problem, unusable = _problem(observation, context)
+    problem, unusable = problem_for(observation, context)
     next_state = replace(state, decisions=state.decisions + 1)
     if unusable:
         kept = picks_of(problem, observation.current) if observation.current is not None else None
@@ -70,7 +72,7 @@ def static(observation: Observation, state: PolicyState, context: Context) -> tu
     if state.fixed is None:
         decision, next_state = adaptive(observation, state, context)
         return decision, replace(next_state, fixed=decision.configuration)
-    problem, unusable = _problem(observation, context)
+    problem, unusable = problem_for(observation, context)
     picks = picks_of(problem, state.fixed)
     next_state = replace(state, decisions=state.decisions + 1)
     if picks is None:  # initial_state() checks a given configuration; never stop the loop for it

@@ -47,6 +47,8 @@ class RunSpec:
     solver: str = DEFAULT_SOLVER
     # make_backend's options (e.g. local: mode, quick); strings are typed by its signature
     backend_options: dict = field(default_factory=dict)
+    # the policy's settings (hpa, ray-serve: e.g. target_utilisation); strings typed by the policy
+    policy_options: dict = field(default_factory=dict)
     # a run whose policy, predictor or apply raised is not a sound result unless asked for
     # (check_run_folder and the analysis refuse it otherwise)
     tolerate_decision_errors: bool = False
@@ -55,13 +57,13 @@ class RunSpec:
 def _check_names(spec: RunSpec) -> None:
     """Every name, before anything heavy is loaded: a typo costs nothing."""
     from ipa.policies import POLICIES
-    from ipa.predictors import PREDICTORS
+    from ipa.predictors import RUN_PREDICTORS
     from ipa.workloads import WORKLOADS
 
     if spec.policy not in POLICIES:
         raise ConfigError(f"unknown policy {spec.policy!r}; known: {', '.join(POLICIES)}")
-    if spec.predictor not in PREDICTORS:
-        raise ConfigError(f"unknown predictor {spec.predictor!r}; known: {', '.join(PREDICTORS)}")
+    if spec.predictor not in RUN_PREDICTORS:
+        raise ConfigError(f"unknown predictor {spec.predictor!r}; known: {', '.join(RUN_PREDICTORS)}")
     if spec.backend not in BACKENDS:
         raise ConfigError(f"unknown backend {spec.backend!r}; known: {', '.join(BACKENDS)}")
     if (spec.workload is None) == (spec.trace is None):
@@ -114,9 +116,13 @@ def _sha256_file(path: str) -> str:
 
 def run_params(spec: RunSpec, pipeline, workload) -> dict[str, Any]:
     """The parameters summary.json records; two runs are "the same run" when these are equal."""
+    from ipa.policies import PREDICTOR_OF, policy_options
+
     p = pipeline.params
     params = asdict(spec)
     params.update({
+        "predictor": PREDICTOR_OF.get(spec.policy, spec.predictor),
+        "policy_options": policy_options(spec.policy, spec.policy_options, pipeline),  # typed, catalogue's included
         "backend_options": check_backend_options(spec.backend, spec.backend_options),  # typed
         "workload": spec.workload if spec.workload is not None else f"trace:{Path(spec.trace).name}",
         "trace_sha256": _sha256_file(spec.trace) if spec.trace is not None else None,
@@ -161,7 +167,7 @@ def execute(spec: RunSpec, out_dir: str | Path, *, force: bool = False, requests
     before anything runs."""
     from ipa.pipelines import load_pipeline
     from ipa.policies import make_policy
-    from ipa.predictors import make_predictor
+    from ipa.predictors import ORACLE, TruePeak, make_predictor
 
     _check_names(spec)
     if pipeline is None:
@@ -175,11 +181,13 @@ def execute(spec: RunSpec, out_dir: str | Path, *, force: bool = False, requests
     out_dir = Path(out_dir)
     check_out_dir(out_dir, params, force)
 
-    if predictor is None:
-        predictor = make_predictor(spec.predictor)
-    predictor = in_trace_units(predictor, pipeline.load_scale)
+    oracle = params["predictor"] == ORACLE and predictor is None
+    if predictor is None and not oracle:
+        predictor = make_predictor(params["predictor"])
+    if predictor is not None:
+        predictor = in_trace_units(predictor, pipeline.load_scale)
     policy = make_policy(spec.policy, pipeline, solver=spec.solver,
-                         peak_rate_rps=max(float(workload.rates.max()), 1e-3))
+                         peak_rate_rps=max(float(workload.rates.max()), 1e-3), options=spec.policy_options)
     send_times = workload.send_times(spec.seed, spec.arrivals)
     if computes_on_this_machine(spec.backend, params["backend_options"]):
         check_fits_machine(policy, pipeline, first_interval_peak(send_times, spec.interval_s),
@@ -193,6 +201,8 @@ def execute(spec: RunSpec, out_dir: str | Path, *, force: bool = False, requests
         work.mkdir(parents=True)
         options["work_dir"] = str(work)
     backend = make_backend(spec.backend, **options)
+    if oracle:  # the true peak, from the send times the backend replays, on the backend's clock
+        predictor = TruePeak(send_times, backend.clock)
     started_wall, started = datetime.now(timezone.utc), time.perf_counter()
     loop = AdapterLoop(backend, pipeline, policy, predictor, interval_s=spec.interval_s, progress=progress)
     try:

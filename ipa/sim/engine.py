@@ -51,7 +51,8 @@ _NORMALS_BLOCK = 4096
 
 
 class _Replica:
-    __slots__ = ("variant", "batch", "timeout", "cores", "lat", "ready_at", "ready", "retiring", "gone", "items")
+    __slots__ = ("variant", "batch", "timeout", "cores", "lat", "ready_at", "ready", "retiring", "gone", "items",
+                 "started")
 
     def __init__(self, variant: str, batch: int, timeout: float, cores: int, lat: list, ready_at: float,
                  ready: bool):
@@ -65,10 +66,12 @@ class _Replica:
         self.retiring = False
         self.gone = False
         self.items = None       # the batch in service, or None when idle
+        self.started = 0.0      # when the batch in service started
 
 
 class _Stage:
-    __slots__ = ("index", "name", "queue", "idle", "replicas", "target", "serving", "gen", "timer_at", "next")
+    __slots__ = ("index", "name", "queue", "idle", "replicas", "target", "serving", "gen", "timer_at", "next",
+                 "in_service", "busy_s", "ongoing", "ready")
 
     def __init__(self, index: int, name: str):
         self.index = index
@@ -81,6 +84,12 @@ class _Stage:
         self.gen = 0                         # invalidates a pending switchover when a newer change comes
         self.timer_at: float | None = None   # the pending batching-timeout event, if any
         self.next: _Stage | None = None
+        self.in_service = 0                  # requests in the batches being served
+        # per whole second i (what a live stage's metrics give the autoscalers): replica-seconds of
+        # service finished in it, and at its end the requests at the stage and the ready replicas
+        self.busy_s: list[float] = []
+        self.ongoing: list[int] = []
+        self.ready: list[int] = []
 
 
 class Simulator:
@@ -117,6 +126,7 @@ class Simulator:
         self.cores_log: list[tuple[float, int]] = []      # (time, provisioned cores from then on)
         self.serving_log: list[tuple[float, str, str]] = []  # (time, stage, variant serving from then on)
         self.started = False
+        self._next_sample = 1                # the next second boundary whose stage state is recorded
 
     # --- configuration --------------------------------------------------------------------
     def _latency_params(self, stage: _Stage, variant: str) -> list:
@@ -271,6 +281,8 @@ class Simulator:
                 t = heap[0][0]
                 if t >= until:
                     break
+                if t >= self._next_sample:
+                    self._sample_stages(t)
                 _, _, kind, st, payload = pop(heap)
                 self.now = t
                 if kind == _DONE:
@@ -289,11 +301,33 @@ class Simulator:
             else:
                 if ta >= until:
                     break
+                if ta >= self._next_sample:
+                    self._sample_stages(ta)
                 self._next = i = i + 1
                 self.now = ta
                 enter(first, i - 1, ta)
         if until < math.inf:
             self.now = float(until)
+            self._sample_stages(until)
+
+    def _sample_stages(self, t: float) -> None:
+        """Record each stage's state at every second boundary up to ``t``, before any event at
+        ``t``: the state after everything that happened before the boundary."""
+        while self._next_sample <= t:
+            for st in self.stages:
+                st.ongoing.append(len(st.queue) + st.in_service)
+                st.ready.append(sum(1 for r in st.replicas if r.ready and not r.retiring))
+            self._next_sample += 1
+
+    def stage_series(self, first_s: int, until_s: int) -> dict[str, tuple[list, list, list]]:
+        """Per stage, (busy replica-seconds, ongoing requests, ready replicas) of the whole
+        seconds ``first_s .. until_s - 1``, for the seconds already recorded."""
+        out = {}
+        for st in self.stages:
+            n = min(until_s, len(st.ongoing))
+            busy = st.busy_s[first_s:n] + [0.0] * max(0, n - max(first_s, len(st.busy_s)))
+            out[st.name] = (busy, st.ongoing[first_s:n], st.ready[first_s:n])
+        return out
 
     def drain(self) -> float:
         """Send what is left of the send times (they all lie inside the workload), then run until
@@ -357,12 +391,20 @@ class Simulator:
                 continue
             idle.pop()
             rep.items = items
+            rep.started = t
+            st.in_service += len(items)
             self._seq += 1
             heapq.heappush(self._heap, (t + self._draw(rep.lat[len(items)]), self._seq, _DONE, st, rep))
 
     def _batch_done(self, t: float, st: _Stage, rep: _Replica) -> None:
         items = rep.items
         rep.items = None
+        st.in_service -= len(items)
+        second = int(t)
+        busy = st.busy_s
+        if second >= len(busy):
+            busy.extend([0.0] * (second - len(busy) + 1))
+        busy[second] += t - rep.started
         intended = self.intended
         nxt = st.next
         if nxt is None:
