@@ -306,3 +306,45 @@ def test_fidelity_panel_with_no_violation_on_either_side_says_so(matrix):
     fig = figures.fidelity_figure(matrix, {"duration_s": 30}, "local")
     late = next(ax for ax in fig.axes if ax.get_title() == "late or unanswered (%)")
     assert "all 0" in [t.get_text() for t in late.texts] and late.get_xlim() == (0, 1)
+
+
+def test_pareto_plane_places_each_policy_and_workload_and_draws_the_sweep_in_knob_order(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, policy="ipa", pas=0.5, cores=4, late_every=5)
+    write_run(root, policy="oracle", predictor="oracle", pas=0.52, cores=5)
+    write_run(root, policy="hpa", pas=0.4, cores=8, late_every=2)
+    write_run(root, policy="hpa", workload="steady-low", pas=0.4, cores=3)
+    for policy, workload in (("ipa", "steady-low"), ("oracle", "steady-low")):
+        write_run(root, policy=policy, workload=workload, predictor="oracle" if policy == "oracle" else "max",
+                  pas=0.45, cores=2)
+    sweep = {"hpa-target-utilisation-0p9": ("hpa", "target_utilisation", 0.9),
+             "hpa-target-utilisation-0p5": ("hpa", "target_utilisation", 0.5)}
+    for tag, cores in (("hpa-target-utilisation-0p5", 12), ("hpa-target-utilisation-0p9", 6)):
+        write_run(root, policy="hpa", weights=tag, pas=0.4, cores=cores)
+    table = summary_table(sorted(f.parent for f in root.rglob("summary.json")))
+    where = {"backend": "sim", "predictor": ["max", "oracle"], "weights": "default", "pipeline": ["video"],
+             "workload": ["bursty", "steady-low"], "policy": ["ipa", "oracle", "hpa"]}
+    fig = figures.pareto_figure(table, where, {"where": {"backend": "sim", "predictor": "max", "workload": "bursty"},
+                                                "settings": sweep})
+    ax = fig.axes[0]
+    points = {}
+    for c in ax.collections:
+        for xy, size in zip(c.get_offsets(), c.get_sizes() if len(c.get_sizes()) > 1 else
+                            [c.get_sizes()[0]] * len(c.get_offsets())):
+            points.setdefault((float(xy[0]), round(float(xy[1]), 6)), []).append((float(size), c))
+    # the six matrix runs at (cores, PAS x 100) and the two sweep settings
+    for cores, pas in ((4, 50), (5, 52), (8, 40), (3, 40), (2, 45), (12, 40), (6, 40)):
+        assert (cores, pas) in points, (cores, pas, sorted(points))
+    # marker area grows with the late share: hpa (half its seconds late) > ipa (1 in 5) > oracle (none)
+    late = {run: read_run(next(root.rglob(f"{run}/*/default/seed0")))["sla_violation_rate"]
+            for run in ("bursty/60s/hpa", "bursty/60s/ipa")}
+    assert late["bursty/60s/hpa"] > late["bursty/60s/ipa"] > 0
+    assert points[(8, 40.0)][0][0] > points[(4, 50.0)][0][0] > points[(5, 52.0)][0][0]
+    # the oracle is ringed in black, the others are not
+    oracle = points[(5, 52.0)][0][1]
+    assert tuple(oracle.get_edgecolors()[0][:3]) == (0.0, 0.0, 0.0)
+    assert len(points[(4, 50.0)][0][1].get_edgecolors()) == 0
+    # the sweep joins its settings in knob order (0.5 -> 0.9) and labels them with the knob value
+    curve = [line for line in ax.get_lines() if len(line.get_xdata()) == 2]
+    assert [list(line.get_xdata()) for line in curve] == [[12, 6]]
+    assert {"0.5", "0.9"} <= {t.get_text() for t in ax.texts}

@@ -80,7 +80,7 @@ def tiny_ci_config(root: Path) -> Path:
     cfg = merged(load(root / "config.yaml"), load(root / "workflow/presets/ci.yaml"))
     cfg["catalogue"] = {"pipelines": "catalogue/pipelines.yaml", "variants": "catalogue/variants.csv",
                         "profiles": "catalogue/profiles.csv"}
-    for section in (cfg, cfg["preference_sweep"], cfg["predictor_ablation"]):
+    for section in (cfg, cfg["preference_sweep"], cfg["predictor_ablation"], cfg["autoscaler_sweep"]):
         section["pipelines"] = ["tiny-video"]
     prefs = cfg["preference_sweep"]["preferences"]
     cfg["preference_sweep"]["preferences"] = {name: {"default": w["default"]} for name, w in prefs.items()}
@@ -103,14 +103,21 @@ def dry_run_outputs(proc: subprocess.CompletedProcess, rule: str) -> set[str]:
 
 # --- the configuration --------------------------------------------------------------------------
 def test_schema_names_match_the_package():
-    from ipa.policies import POLICIES
-    from ipa.predictors import PREDICTORS
+    from ipa.policies import AUTOSCALERS, POLICIES, PREDICTOR_OF
+    from ipa.predictors import PREDICTORS, RUN_PREDICTORS
     from ipa.workloads import WORKLOADS
 
-    defs = load(SCHEMA)["$defs"]
+    schema = load(SCHEMA)
+    defs = schema["$defs"]
     assert defs["policy"]["enum"] == list(POLICIES)
     assert defs["predictor"]["enum"] == list(PREDICTORS)
+    assert defs["ablation_predictor"]["enum"] == list(RUN_PREDICTORS)
     assert defs["workload"]["enum"] == list(WORKLOADS)
+    sweep = schema["properties"]["autoscaler_sweep"]["properties"]["settings"]["propertyNames"]["enum"]
+    assert sweep == list(AUTOSCALERS)
+    # the workflow lays out the oracle's runs under the predictor the run records
+    common = (REPO / "workflow/rules/common.smk").read_text()
+    assert PREDICTOR_OF == {"oracle": "oracle"} and 'ORACLE = "oracle"' in common
 
 
 def test_the_embedded_default_names_the_whole_reference_catalogue():
@@ -118,7 +125,9 @@ def test_the_embedded_default_names_the_whole_reference_catalogue():
 
     cfg = load(REPO / "config.yaml")
     assert cfg["pipelines"] == list(load_catalogue().pipelines)
-    assert len(cfg["workloads"]) == 4 and len(cfg["policies"]) == 5
+    from ipa.policies import POLICIES
+
+    assert len(cfg["workloads"]) == 4 and cfg["policies"] == list(POLICIES)
     assert cfg["live"]["backend"] == "local" and cfg["live"]["pipelines"] == ["video"]
 
 
@@ -137,22 +146,33 @@ def test_dry_run_lists_the_whole_matrix(copy):
     proc = snakemake(copy, "-n", "--configfile", str(overlay))
     cfg = load(copy / "config.yaml")
     runs = "results/runs/{}/{}/{}/{}s/{}/{}/{}/seed{}/summary.json"
-    main = {runs.format("sim", p, w, cfg["sim"]["duration_s"], x, cfg["predictor"], "default", s)
+    # the oracle's runs record (and live under) the predictor they use: the true peak
+    main = {runs.format("sim", p, w, cfg["sim"]["duration_s"], x, "oracle" if x == "oracle" else cfg["predictor"],
+                        "default", s)
             for p, w, x, s in itertools.product(cfg["pipelines"], cfg["workloads"], cfg["policies"], cfg["seeds"])}
     sim = dry_run_outputs(proc, "run_sim")
-    assert len(main) == 100
+    assert len(main) == 160
     sweep, abl = cfg["preference_sweep"], cfg["predictor_ablation"]
     sweep_runs = {runs.format("sim", p, sweep["workload"], cfg["sim"]["duration_s"], sweep["policy"],
                               cfg["predictor"], g, 0) for p in sweep["pipelines"] for g in sweep["preferences"]}
-    ablation_runs = {runs.format("sim", p, abl["workload"], cfg["sim"]["duration_s"], abl["policy"], r, "default", 0)
+    # the ablation's oracle is the oracle policy's run of the main matrix
+    ablation_runs = {runs.format("sim", p, abl["workload"], cfg["sim"]["duration_s"],
+                                 "oracle" if r == "oracle" else abl["policy"], r, "default", 0)
                      for p in abl["pipelines"] for r in abl["predictors"]}
+    scalers = cfg["autoscaler_sweep"]
+    knob_runs = {runs.format("sim", p, scalers["workload"], cfg["sim"]["duration_s"], policy, cfg["predictor"],
+                             f"{policy}-{k['option']}-{v:g}".replace("_", "-").replace(".", "p"), 0)
+                 for p in scalers["pipelines"] for policy, k in scalers["settings"].items() for v in k["values"]}
+    assert "results/runs/sim/video/bursty/1200s/hpa/lstm/hpa-target-utilisation-0p5/seed0/summary.json" in knob_runs
     live = cfg["live"]
     live_runs = {runs.format(live["backend"], p, w, live["duration_s"], x, cfg["predictor"], "default", 0)
                  for p, w, x in itertools.product(live["pipelines"], live["workloads"], live["policies"])}
     twins = {r.replace(f"runs/{live['backend']}/", "runs/sim/") for r in live_runs}  # for the fidelity figure
     assert dry_run_outputs(proc, "run_live") == live_runs
-    assert sim == main | sweep_runs | ablation_runs | twins
-    assert len(sim) == 132  # 100 + 15 preference + 15 extra predictors + 2 twins: shared runs run once
+    assert sim == main | sweep_runs | ablation_runs | knob_runs | twins
+    # 160 + 15 preference + 15 extra predictors (lstm and oracle are the main matrix's) + 40 knob
+    # settings + 2 twins: shared runs run once
+    assert len(sim) == 232
     figures = {f for f in dry_run_outputs(proc, "figure_timeseries")}
     assert figures == {f"results/figures/timeseries/{p}.{ext}" for p in cfg["pipelines"] for ext in ("png", "pdf")}
 
@@ -194,10 +214,18 @@ def test_ci_preset_end_to_end_resumes_and_reports(copy):
     cfg = load(copy / "test-config.yaml")
 
     summary = pd.read_csv(copy / "results/summary.csv")
-    main = summary[(summary["weights"] == "default") & (summary["predictor"] == cfg["predictor"])]
+    main = summary[(summary["weights"] == "default") & (summary["predictor"].isin([cfg["predictor"], "oracle"]))]
     assert len(main) == len(cfg["workloads"]) * len(cfg["policies"])
-    assert set(summary["weights"]) == {"default"} | set(cfg["preference_sweep"]["preferences"])
-    assert set(summary["predictor"]) == set(cfg["predictor_ablation"]["predictors"])
+    assert set(main.loc[main["policy"] == "oracle", "predictor"]) == {"oracle"}
+    knobs = {f"{policy}-{k['option']}-{v:g}".replace("_", "-").replace(".", "p"): (policy, k["option"], v)
+             for policy, k in cfg["autoscaler_sweep"]["settings"].items() for v in k["values"]}
+    assert set(summary["weights"]) == {"default"} | set(cfg["preference_sweep"]["preferences"]) | set(knobs)
+    assert set(summary["predictor"]) == set(cfg["predictor_ablation"]["predictors"]) | {"oracle"}
+    # each knob setting reached its run: the run folder records the option it ran with
+    for row in summary[summary["weights"].isin(knobs)].itertuples():
+        policy, option, value = knobs[row.weights]
+        params = json.loads((copy / row.run_dir / "summary.json").read_text())["params"]
+        assert row.policy == policy and params["policy_options"] == {option: value}
     assert (summary["requests_sent"] == summary["requests_completed"] + summary["requests_dropped"]
             + summary["requests_failed"]).all()
     assert (summary["requests_sent"] > 0).all() and (summary["duration_s"] == cfg["sim"]["duration_s"]).all()

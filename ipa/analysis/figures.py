@@ -6,6 +6,7 @@ the workflow decides what a figure shows and this module only draws it.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -21,7 +22,7 @@ import seaborn as sns  # noqa: E402
 
 from ipa.analysis.runs import RunFolderError, latency_samples, read_timeseries, require, select  # noqa: E402
 
-POLICY_ORDER = ("ipa", "fa2-low", "fa2-high", "rim", "static")
+POLICY_ORDER = ("ipa", "fa2-low", "fa2-high", "rim", "static", "oracle", "hpa", "ray-serve")
 BIN_S = 10  # time series are shown per adaptation interval: per-second lines are unreadable
 
 sns.set_theme(context="paper", style="whitegrid")
@@ -409,3 +410,89 @@ def fidelity_figure(summary: pd.DataFrame, where: Mapping[str, object], live_bac
     _label_bars(g)
     _label_empty_panels(g, horizontal=True)
     return g.figure
+
+
+# --- where each policy sits: the Pareto plane per pipeline ----------------------------------------
+WORKLOAD_MARKERS = ("o", "s", "^", "D", "v", "P")
+BOUND = "oracle"  # IPA given the true peak: the bound the forecasting policies are measured against
+
+
+def policy_colours(policies: Sequence[str]) -> dict[str, tuple]:
+    """One colour per policy, fixed by its place in POLICY_ORDER, so a policy keeps its colour
+    whichever others a figure shows."""
+    known = list(POLICY_ORDER) + sorted(p for p in policies if p not in POLICY_ORDER)
+    return dict(zip(known, sns.color_palette("tab10", n_colors=max(10, len(known)))))
+
+
+def marker_area(violation_rate: float) -> float:
+    """Marker area (pt^2) of a late-or-unanswered rate in [0, 1]: 0 % is a small dot, 100 % large."""
+    return 12.0 + 250.0 * float(violation_rate)
+
+
+def pareto_figure(summary: pd.DataFrame, where: Mapping[str, object], sweep: Mapping | None = None) -> plt.Figure:
+    """Per pipeline, mean PAS against mean cores: one point per policy (colour) and workload
+    (marker), its area the late-or-unanswered rate. The oracle's points are ringed in black.
+    ``sweep`` (``where`` and ``settings``: tag -> (policy, option, value)) adds each autoscaler's
+    knob values on the sweep's workload, joined in knob order and labelled with the value."""
+    rows = _nonempty(select(summary, where), "pareto")
+    require(rows, "pareto", **{c: _expected(where, c, rows) for c in ("pipeline", "workload", "policy")})
+    keys = ["pipeline", "workload", "policy"]
+    data = rows.groupby(keys, as_index=False)[["pas_mean", "cost_cores_mean", "sla_violation_rate"]].mean()
+    sweep_rows = pd.DataFrame(columns=["pipeline", "weights", "pas_mean", "cost_cores_mean", "sla_violation_rate"])
+    settings = dict((sweep or {}).get("settings") or {})
+    if settings:
+        found = select(summary, {**sweep["where"], "weights": list(settings)})
+        require(found, "pareto sweep", pipeline=_expected(sweep["where"], "pipeline", found), weights=list(settings))
+        sweep_rows = found.groupby(["pipeline", "weights"], as_index=False)[
+            ["pas_mean", "cost_cores_mean", "sla_violation_rate"]].mean()
+    pipelines = _keys(where, "pipeline", rows)
+    policies = _order(data["policy"], POLICY_ORDER)
+    workloads = _keys(where, "workload", rows)
+    colours = policy_colours(policies)
+    markers = dict(zip(workloads, WORKLOAD_MARKERS * 2))
+    ncols = min(3, len(pipelines) + 1)
+    nrows = -(-(len(pipelines) + 1) // ncols)  # one slot for the legend
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.9 * nrows), squeeze=False)
+    for ax, pipeline in zip(axes.flat, pipelines):
+        mine = data[data["pipeline"] == pipeline]
+        for policy in sorted({v[0] for v in settings.values()}):
+            tags = sorted((t for t, v in settings.items() if v[0] == policy), key=lambda t: settings[t][2])
+            curve = sweep_rows[(sweep_rows["pipeline"] == pipeline) & sweep_rows["weights"].isin(tags)]
+            curve = curve.set_index("weights").reindex(tags).dropna(subset=["pas_mean"])
+            if curve.empty:
+                continue
+            ax.plot(curve["cost_cores_mean"], curve["pas_mean"] * 100, color=colours[policy], linewidth=0.7,
+                    alpha=0.6, zorder=1)
+            ax.scatter(curve["cost_cores_mean"], curve["pas_mean"] * 100, s=[marker_area(v) for v in
+                       curve["sla_violation_rate"]], color=colours[policy], alpha=0.35, marker="o", zorder=1)
+            for tag, row in curve.iterrows():
+                ax.annotate(f"{settings[tag][2]:g}", (row["cost_cores_mean"], row["pas_mean"] * 100), fontsize=5.5,
+                            color=colours[policy], xytext=(2, -6), textcoords="offset points")
+        for r in mine.itertuples(index=False):
+            ax.scatter(r.cost_cores_mean, r.pas_mean * 100, s=marker_area(r.sla_violation_rate),
+                       color=colours[r.policy], marker=markers[r.workload], alpha=0.8, zorder=3,
+                       edgecolors="black" if r.policy == BOUND else "none", linewidths=1.0)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(pipeline, fontsize=9)
+        ax.set_xlabel("cores (mean, log)", fontsize=8)
+        ax.set_ylabel("PAS (x100)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    slots = list(axes.flat)
+    for ax in slots[len(pipelines):]:
+        ax.axis("off")
+    legend = slots[len(pipelines)]
+    handles = [plt.Line2D([], [], linestyle="", marker="o", color=colours[p], markeredgecolor="black" if p == BOUND else
+                          colours[p], label=p + (" (true peak)" if p == BOUND else "")) for p in policies]
+    handles += [plt.Line2D([], [], linestyle="", marker=markers[w], color="0.4", label=w) for w in workloads]
+    handles += [plt.Line2D([], [], linestyle="", marker="o", color="0.6", markersize=math.sqrt(marker_area(v)),
+                           label=f"{100 * v:g} % late or unanswered") for v in (0.0, 0.1, 0.5)]
+    if settings:
+        knobs = sorted({(v[0], v[1]) for v in settings.values()})
+        handles.append(plt.Line2D([], [], color="0.5", linewidth=0.7, label="sweep: " + "; ".join(
+            f"{p} {o}" for p, o in knobs)))
+    legend.legend(handles=handles, loc="center", fontsize=7, frameon=False, labelspacing=1.1)
+    fig.tight_layout()
+    return fig

@@ -152,3 +152,22 @@ rule figure_fidelity:
         ENV
     script:
         "../scripts/figure.py"
+
+
+rule figure_pareto:
+    """Where each policy sits per pipeline (PAS against cores, violations as marker size), the
+    oracle's points ringed, the autoscalers' knob sweeps as curves."""
+    input:
+        summary="results/summary.csv",
+    output:
+        **figure_outputs("pareto", "pareto", "9. Pareto"),
+    params:
+        code=ANALYSIS_CODE,
+        kind="pareto",
+        args=pareto_args(),
+    log:
+        "logs/figures/pareto.log",
+    conda:
+        ENV
+    script:
+        "../scripts/figure.py"

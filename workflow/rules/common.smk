@@ -104,6 +104,7 @@ def _check_consistency(cfg) -> None:
             "invalid config: figure 'fidelity' compares live runs with the simulator; "
             "config key live.pipelines/workloads/policies is empty (drop 'fidelity' from figures)"
         )
+    _check_sweep(cfg)
     if cfg["reprofile"] and (cfg["catalogue"]["pipelines"] or cfg["catalogue"]["variants"]):
         raise WorkflowError("invalid config: reprofile: true profiles the packaged catalogue; "
                             "config key catalogue.pipelines/variants must be null with it")
@@ -112,6 +113,24 @@ def _check_consistency(cfg) -> None:
             f"invalid config: latency_cdf.workload {cfg['latency_cdf']['workload']!r} is not in "
             f"workloads {cfg['workloads']}"
         )
+
+
+def _check_sweep(cfg) -> None:
+    """Each autoscaler setting of the sweep is one its policy takes, before any run starts."""
+    from ipa.errors import IpaError
+    from ipa.policies import policy_options
+
+    for policy, knob in cfg.get("autoscaler_sweep", {}).get("settings", {}).items():
+        for value in knob["values"]:
+            try:
+                policy_options(policy, {knob["option"]: value})
+            except IpaError as e:
+                raise WorkflowError(f"invalid config: config key autoscaler_sweep.settings.{policy}: {e}") from None
+    if "pareto" in cfg["figures"] and "autoscaler_sweep" in cfg:
+        missing = [p for p in cfg["autoscaler_sweep"]["settings"] if p not in cfg["policies"]]
+        if missing:
+            raise WorkflowError(f"invalid config: autoscaler_sweep.settings names {missing}, which the main "
+                                f"matrix does not run (policies: {cfg['policies']}): the sweep extends their points")
 
 
 validate_config(config)
@@ -184,10 +203,20 @@ def _runs(backends, pipelines, workloads, durations, policies, predictors, weigh
     ]
 
 
+# The policy whose runs replace the configured predictor: `oracle` is IPA given the true peak,
+# and its run folder says so (ipa.policies.PREDICTOR_OF; tests/test_workflow.py checks they agree).
+ORACLE = "oracle"
+
+
+def predictor_of(policy: str) -> str:
+    return ORACLE if policy == ORACLE else config["predictor"]
+
+
 def main_runs():
     """The full matrix on the simulator."""
-    return _runs(["sim"], config["pipelines"], config["workloads"], [config["sim"]["duration_s"]],
-                 config["policies"], [config["predictor"]], [DEFAULT_WEIGHTS])
+    return sorted({r for policy in config["policies"]
+                   for r in _runs(["sim"], config["pipelines"], config["workloads"], [config["sim"]["duration_s"]],
+                                  [policy], [predictor_of(policy)], [DEFAULT_WEIGHTS])})
 
 
 def live_runs(backend=None):
@@ -206,29 +235,66 @@ def preference_runs():
 
 
 def ablation_runs():
+    """The ablation's predictors under its policy; `oracle` is the oracle policy's run (the same
+    thing: IPA given the true peak), so the main matrix's oracle run is shared, never duplicated."""
     if "predictor_ablation" not in config["figures"]:
         return []
     abl = config["predictor_ablation"]
-    return _runs(["sim"], abl["pipelines"], [abl["workload"]], [config["sim"]["duration_s"]],
-                 [abl["policy"]], abl["predictors"], [DEFAULT_WEIGHTS])
+    runs = []
+    for predictor in abl["predictors"]:
+        policy = ORACLE if predictor == ORACLE else abl["policy"]
+        runs += _runs(["sim"], abl["pipelines"], [abl["workload"]], [config["sim"]["duration_s"]],
+                      [policy], [predictor], [DEFAULT_WEIGHTS])
+    return runs
+
+
+def sweep_tag(policy: str, option: str, value) -> str:
+    """The path component of one autoscaler setting, e.g. hpa-target-utilisation-0p5."""
+    return f"{policy}-{option}-{value:g}".replace("_", "-").replace(".", "p")
+
+
+def sweep_settings() -> dict:
+    """tag -> (policy, option, value) of the autoscaler sweep."""
+    if "autoscaler_sweep" not in config:
+        return {}
+    out = {}
+    for policy, knob in config["autoscaler_sweep"]["settings"].items():
+        for value in knob["values"]:
+            out[sweep_tag(policy, knob["option"], value)] = (policy, knob["option"], value)
+    return out
+
+
+def sweep_runs():
+    if "pareto" not in config["figures"] or "autoscaler_sweep" not in config:
+        return []
+    sweep = config["autoscaler_sweep"]
+    return [r for tag, (policy, _, _) in sweep_settings().items()
+            for r in _runs(["sim"], sweep["pipelines"], [sweep["workload"]], [config["sim"]["duration_s"]],
+                           [policy], [config["predictor"]], [tag])]
 
 
 def all_runs():
     runs = main_runs() + live_runs()
     if "fidelity" in config["figures"]:
         runs += live_runs("sim")
-    return sorted(set(runs + preference_runs() + ablation_runs()))
+    return sorted(set(runs + preference_runs() + ablation_runs() + sweep_runs()))
 
 
-def preference_weights(wildcards):
-    """alpha/beta per pipeline of a preference ({"default": ..., pipeline: ...}); none for the
-    catalogue's own weights."""
+def catalogue_overlay(wildcards):
+    """What the catalogue of a run's {weights} component sets in every pipeline's entry
+    ({"default": ..., pipeline: ...}): a preference's alpha/beta, or one autoscaler setting of the
+    sweep (its policy_options); nothing for the catalogue's own ("default")."""
     if wildcards.weights == DEFAULT_WEIGHTS:
         return {}
     prefs = config.get("preference_sweep", {}).get("preferences", {})
-    if wildcards.weights not in prefs:
-        raise WorkflowError(f"weights {wildcards.weights!r} is not a preference in config: {sorted(prefs)}")
-    return prefs[wildcards.weights]
+    if wildcards.weights in prefs:
+        return prefs[wildcards.weights]
+    settings = sweep_settings()
+    if wildcards.weights in settings:
+        policy, option, value = settings[wildcards.weights]
+        return {"default": {"policy_options": {policy: {option: value}}}}
+    raise WorkflowError(f"{wildcards.weights!r} is neither a preference ({sorted(prefs)}) nor an autoscaler "
+                        f"setting ({sorted(settings)}) of the config")
 
 
 # --- selections the figures draw from results/summary.csv ------------------------------------
@@ -237,8 +303,9 @@ def first_seed() -> int:
 
 
 def main_selection() -> dict:
-    return {"backend": "sim", "duration_s": config["sim"]["duration_s"], "predictor": config["predictor"],
-            "weights": DEFAULT_WEIGHTS}
+    # the oracle's runs carry their own predictor; no other policy of the matrix runs with it
+    return {"backend": "sim", "duration_s": config["sim"]["duration_s"],
+            "predictor": sorted({predictor_of(p) for p in config["policies"]}), "weights": DEFAULT_WEIGHTS}
 
 
 FIGURES = "results/figures"
@@ -295,7 +362,8 @@ def latency_cdf_args() -> dict:
 
 def preference_args() -> dict:
     sweep = config["preference_sweep"]
-    where = {"backend": "sim", "duration_s": config["sim"]["duration_s"], "predictor": config["predictor"],
+    where = {"backend": "sim", "duration_s": config["sim"]["duration_s"],
+             "predictor": main_selection()["predictor"],  # the references include the oracle's runs
              "pipeline": sweep["pipelines"], "workload": sweep["workload"], "policy": sweep["policy"],
              "seed": config["seeds"]}
     # the baselines' points on the same plane, where the main matrix ran them on this workload
@@ -307,9 +375,21 @@ def preference_args() -> dict:
 def ablation_args() -> dict:
     abl = config["predictor_ablation"]
     where = {"backend": "sim", "duration_s": config["sim"]["duration_s"], "weights": DEFAULT_WEIGHTS,
-             "pipeline": abl["pipelines"], "workload": abl["workload"], "policy": abl["policy"],
+             "pipeline": abl["pipelines"], "workload": abl["workload"],
+             "policy": sorted({ORACLE if r == ORACLE else abl["policy"] for r in abl["predictors"]}),
              "seed": config["seeds"]}
     return {"where": where, "predictors": abl["predictors"]}
+
+
+def pareto_args() -> dict:
+    """The main matrix's points, and the autoscaler sweep's (tag -> policy and knob value)."""
+    sweep = {}
+    if "autoscaler_sweep" in config:
+        sweep = {"where": {"backend": "sim", "duration_s": config["sim"]["duration_s"],
+                           "predictor": config["predictor"], "workload": config["autoscaler_sweep"]["workload"],
+                           "pipeline": config["autoscaler_sweep"]["pipelines"], "seed": config["seeds"]},
+                 "settings": {tag: [policy, option, value] for tag, (policy, option, value) in sweep_settings().items()}}
+    return {"where": matrix_where(), "sweep": sweep}
 
 
 def fidelity_args() -> dict:

@@ -44,7 +44,8 @@ rule profiles:
 
 rule catalogue:
     """The pipeline catalogue a run sees: the packaged one with the config's SLA factor and, for a
-    preference of the objective-preference sweep, its alpha/beta weights."""
+    preference of the objective-preference sweep, its alpha/beta weights, or for a setting of the
+    autoscaler sweep, its policy option."""
     input:
         reference=catalogue_paths()["pipelines"],
         variants=catalogue_paths()["variants"],
@@ -52,7 +53,7 @@ rule catalogue:
         "results/catalogue/{weights}/pipelines.yaml",
     params:
         sla_factor=config["sla_factor"],
-        weights=preference_weights,
+        overlay=catalogue_overlay,
         code=RUN_CODE,
     log:
         "logs/catalogue/{weights}.log",

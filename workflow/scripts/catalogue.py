@@ -8,14 +8,14 @@ from ipa.pipelines import load_catalogue
 
 with logged(snakemake.log[0]):
     doc = yaml.safe_load(Path(snakemake.input.reference).read_text())
-    weights, sla_factor = snakemake.params.weights, snakemake.params.sla_factor
+    overlay, sla_factor = snakemake.params.overlay, snakemake.params.sla_factor
     for name, entry in doc["pipelines"].items():
         if sla_factor is not None:
             entry["sla_factor"] = sla_factor
-        if weights:
-            entry.update(weights.get(name, weights["default"]))
+        if overlay:
+            entry.update(overlay.get(name, overlay["default"]))
     out = Path(snakemake.output[0])
-    out.write_text(f"# {snakemake.input.reference} with weights {snakemake.wildcards.weights!r}"
+    out.write_text(f"# {snakemake.input.reference} with overlay {snakemake.wildcards.weights!r}"
                    f" and sla_factor {sla_factor} (written by the workflow)\n" + yaml.safe_dump(doc, sort_keys=False))
     load_catalogue(out, snakemake.input.variants)  # a bad override fails here, naming the key, not in every run
     print(f"wrote {out}")
