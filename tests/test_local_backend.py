@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
@@ -215,3 +216,42 @@ def test_start_to_ready_includes_the_process_start_the_in_process_load_leaves_ou
         log = (tmp_path / "work" / f"stage-classifier-{r}.log").read_text()
         in_process = float(re.search(r"ready after ([0-9.]+)s", log).group(1))
         assert result["samples_s"][r] > in_process
+
+
+def test_the_live_monitor_gives_the_autoscalers_each_stages_load_as_the_offered_work_predicts(tiny_pipeline,
+                                                                                              tmp_path):
+    """What hpa and ray-serve see on a live stack (Prometheus scraping the stage processes and the
+    router), checked against the offered work: at a steady 5 rps a stage whose batch-1 service
+    time is ~s seconds is busy ~5 s replica-seconds per second (Little's law for the ongoing)."""
+    seen = []
+    inner = make_policy("hpa", tiny_pipeline)
+
+    class Recording:
+        name = "hpa"
+
+        def initial_state(self):
+            return inner.initial_state()
+
+        def __call__(self, observation, state):
+            seen.append(observation)
+            return inner(observation, state)
+
+    backend = LocalBackend(work_dir=str(tmp_path / "work"), load_time_scale=0.1)
+    loop = AdapterLoop(backend, tiny_pipeline, Recording(), make_predictor("reactive"), interval_s=8, window_s=30)
+    rate = 5.0
+    # Poisson arrivals: evenly spaced ones would sit in a fixed phase against the 1-s scrapes and
+    # a sampled gauge would alias (all idle or all busy), as any sampled gauge does
+    gaps = np.random.default_rng(1).exponential(1 / rate, size=int(rate * 40))
+    times = [t for t in np.cumsum(gaps).tolist() if t < 32.0]
+    loop.run(times, 32.0, rate)
+    later = [o for o in seen if o.time_s >= 16]
+    assert later and all(set(o.stages) == set(tiny_pipeline.stage_names) for o in later), [o.stages for o in seen]
+    for o in later:
+        for name, sc in o.current.stages.items():
+            series = o.stages[name]
+            assert series.ready[-1] == sc.replicas
+            service_s = tiny_pipeline.stage_profile(name, sc.variant).latency(sc.batch, "mean")
+            offered = rate * service_s / sc.replicas  # expected busy share of the ready replicas
+            assert 0.5 * offered <= series.utilisation(8) <= 1.6 * offered + 0.02, (name, series, offered)
+            # Little's law: at least the requests in service, on average; a light load queues little
+            assert 0.5 * rate * service_s <= series.mean_ongoing(8) <= rate * service_s + 2.0, (name, series)

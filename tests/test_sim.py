@@ -109,6 +109,26 @@ def test_fifo_service_times_are_exact_with_a_degenerate_distribution(exact_pipel
     assert list(sim.status) == [OK, OK, OK]
 
 
+def test_each_stages_load_per_second_is_what_fifo_arithmetic_gives(exact_pipeline):
+    # 30 requests at t=0 on one detector replica serving each in exactly d seconds: by the end of
+    # second 0 it finished floor(1 / d) of them (their service time is that second's busy time)
+    # and the rest are still at the stage; the classifier has seen the finished ones
+    p = exact_pipeline()
+    sim = Simulator(p, [0.0] * 30, 0)
+    sim.start(config(p, detector=("det-s", 1, 1), classifier=("cls-s", 1, 2)))
+    sim.run_until(2.0)
+    d = p50(p, "detector", "det-s")
+    done_in_0, done_in_1 = math.floor(1 / d), math.floor(2 / d) - math.floor(1 / d)
+    series = sim.stage_series(0, 2)
+    busy, ongoing, ready = series["detector"]
+    assert busy == pytest.approx([done_in_0 * d, done_in_1 * d])
+    assert ongoing == [30 - done_in_0, 30 - done_in_0 - done_in_1]
+    assert ready == [1, 1]
+    assert series["classifier"][2] == [2, 2]
+    # nothing recorded for seconds not over yet
+    assert sim.stage_series(0, 5)["detector"][1] == ongoing
+
+
 def test_a_lone_request_waits_the_batching_timeout_then_leaves_in_a_partial_batch(exact_pipeline):
     p = exact_pipeline()
     prof = p.stage_profile("detector", "det-s")

@@ -24,6 +24,11 @@ from typing import Callable, Sequence
 from ipa.backends.base import MonitorReading
 
 ARRIVALS_METRIC = "ipa_router_requests_whole_seconds_total"
+# each stage's load, for the autoscalers (ipa.backends.base.StageSeries): busy replica-seconds
+# (the stages' compute-time histogram sum, a counter), and two router gauges
+BUSY_METRIC = "ipa_stage_inference_duration_seconds_sum"
+ONGOING_METRIC = "ipa_router_stage_ongoing_requests"
+READY_METRIC = "ipa_router_stage_ready_replicas"
 MAX_GAP_S = 3.0  # samples further apart than this (scrape interval 1 s) mean Prometheus lost data
 
 log = logging.getLogger("ipa.monitoring")
@@ -62,6 +67,29 @@ def per_second_counts(samples: Sequence[tuple[float, float]], first: int, last: 
             return None
         out.append(b - a if b >= a else b)
     return out
+
+
+def gauge_at_boundaries(samples: Sequence[tuple[float, float]], first: int, last: int) -> list[float] | None:
+    """A gauge's value at each second boundary T = first..last: its last sample at or before T
+    (what it read at the end of the second (T-1, T]). None when a boundary precedes every
+    sample, or on NaN."""
+    out: list[float] = []
+    i = 0
+    for t in range(first, last + 1):
+        while i < len(samples) and samples[i][0] <= t:
+            i += 1
+        if i == 0 or math.isnan(samples[i - 1][1]):
+            return None
+        out.append(samples[i - 1][1])
+    return out
+
+
+def _counter_from(samples: Sequence[tuple[float, float]], first: int, last: int) -> list[float] | None:
+    """``per_second_counts``, with the seconds before a series' first sample counted as 0: a
+    variant started within the window (its busy-time series begins there) had done nothing before."""
+    start = max(first, math.ceil(samples[0][0]) + 1) if samples else last + 1
+    counts = per_second_counts(samples, start, last) if start <= last else []
+    return None if counts is None else [0.0] * (min(start, last + 1) - first) + counts
 
 
 class PrometheusMonitor:
@@ -155,7 +183,49 @@ class PrometheusMonitor:
         if self.unavailable_since is not None:
             self._note(f"Prometheus data back after {now - self.unavailable_since:.1f}s")
             self.unavailable_since = None
-        return MonitorReading(until_s=last - self.t0_wall, arrivals_per_s=total)
+        return MonitorReading(until_s=last - self.t0_wall, arrivals_per_s=total,
+                              stages=self._stage_series(window_s, last - len(total) + 1, last))
+
+    def _by_stage(self, metric: str, window_s: int) -> dict[str, list[list[tuple[float, float]]]] | None:
+        try:
+            result = self.prom.custom_query(f"{metric}[{int(window_s) + 3}s]")
+        except Exception:  # noqa: BLE001 - like a missing arrivals reading: no data, never a crash
+            return None
+        out: dict[str, list] = {}
+        for series in result or []:
+            stage = (series.get("metric") or {}).get("stage")
+            pts = [(float(t), float(v)) for t, v in series.get("values", [])]
+            if stage and pts:
+                out.setdefault(stage, []).append(pts)
+        return out
+
+    def _stage_series(self, window_s: int, first: int, last: int) -> dict:
+        """Each stage's busy seconds, ongoing requests and ready replicas for the boundaries
+        first..last (the arrivals' seconds); {} with a note when any of them cannot be read, so a
+        policy that needs them keeps its configuration rather than act on part of the picture."""
+        from ipa.backends.base import StageSeries
+
+        busy, ongoing, ready = (self._by_stage(m, window_s) for m in (BUSY_METRIC, ONGOING_METRIC, READY_METRIC))
+        if busy is None or ongoing is None or ready is None:
+            self._stage_note("stage load metrics unavailable (Prometheus query failed)")
+            return {}
+        out = {}
+        for stage in sorted(set(ongoing) & set(ready)):
+            per_busy = [_counter_from(pts, first, last) for pts in busy.get(stage, [])]
+            per_ongoing = [gauge_at_boundaries(pts, first, last) for pts in ongoing[stage]]
+            per_ready = [gauge_at_boundaries(pts, first, last) for pts in ready[stage]]
+            if any(v is None for v in per_busy + per_ongoing + per_ready):
+                self._stage_note(f"stage {stage}: load metrics have gaps in the last {window_s}s")
+                return {}
+            n = last - first + 1
+            total = [[sum(vals) for vals in zip(*series)] if series else [0.0] * n
+                     for series in (per_busy, per_ongoing, per_ready)]
+            out[stage] = StageSeries(*total)
+        return out
+
+    def _stage_note(self, message: str) -> None:
+        if not self.log or self.log[-1][1] != message:
+            self._note(message)
 
 
 # PromQL behind the run folder's Prometheus-derived series (prometheus_series.csv)
@@ -169,6 +239,9 @@ SERIES_QUERIES = {
     "cores": "sum by (stage) (ipa_stage_cores)",
     "stage_up": "sum by (stage) (ipa_router_stage_up)",
     "drops_total": "sum by (stage) (ipa_router_drops_total)",
+    # what the autoscalers act on (StageSeries)
+    "ongoing_requests": f"sum by (stage) ({ONGOING_METRIC})",
+    "busy_seconds_total": f"sum by (stage) ({BUSY_METRIC})",
 }
 
 

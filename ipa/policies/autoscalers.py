@@ -204,6 +204,13 @@ class ScalerState:
     streaks: Mapping[str, Streak] = None                                  # ray-serve
 
 
+def initial_state(configuration: Configuration, t: float) -> ScalerState:
+    """A new autoscaler's memory: the replicas it starts with count as a recommendation made
+    then (the HPA controller seeds a new autoscaler's history with the current replicas), so
+    the start is not scaled down before the stabilisation window has seen the load."""
+    return ScalerState(recommendations={name: ((t, sc.replicas),) for name, sc in configuration.stages.items()})
+
+
 def _decision(problem, configuration: Configuration, notes: list[str], path: str) -> Decision:
     picks = picks_of(problem, configuration)
     ev = evaluate(problem, picks)
@@ -264,7 +271,8 @@ def autoscaler_rule(step, settings):
     def rule(observation: Observation, state: PolicyState, context) -> tuple[Decision, PolicyState]:
         if state.fixed is None:  # the first decision: size the deployment for its start
             decision, next_state = adaptive(observation, state, context)
-            return decision, replace(next_state, fixed=decision.configuration, scaler=ScalerState())
+            return decision, replace(next_state, fixed=decision.configuration,
+                                     scaler=initial_state(decision.configuration, observation.time_s))
         current = observation.current or state.fixed
         configuration, scaler, notes = step(observation, current, state.scaler, settings,
                                             context.template.scaling_cap)

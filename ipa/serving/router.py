@@ -98,6 +98,7 @@ class StageQueue:
         self.items: deque[Item] = deque()
         self.batch = 1
         self.inflight = 0
+        self.in_service = 0  # requests in the batches being served
         self.config: StageConfig | None = None  # what the stage should run (re-sent after a restart)
         self.timer: asyncio.TimerHandle | None = None
         self.resolve_failed = False
@@ -168,6 +169,9 @@ class Router:
                                      latency_buckets(spec.sla_s), ("pipeline",))
         self.m_queue = r.gauge("ipa_router_queue_length", "Requests waiting in a stage's central queue", ("stage",))
         self.m_inflight = r.gauge("ipa_router_inflight_batches", "Batches being served by a stage", ("stage",))
+        # what Ray Serve's autoscaler counts per deployment: requests queued or being served
+        self.m_ongoing = r.gauge("ipa_router_stage_ongoing_requests", "Requests at a stage, queued or in service",
+                                 ("stage",))
         self.m_batch = r.histogram("ipa_router_batch_size", "Requests per dispatched batch", BATCH_BUCKETS, ("stage",))
         self.m_batch_cfg = r.gauge("ipa_router_batch_setting", "Configured batch size", ("stage",))
         self.m_drops = r.counter("ipa_router_drops_total", "Requests dropped at a stage's queue (drop limit)",
@@ -186,6 +190,7 @@ class Router:
         self.m_arrivals_by_second.touch(pipeline=p)
         for q in self.queues:
             self.m_queue.set(0, stage=q.name)
+            self.m_ongoing.set(0, stage=q.name)
             self.m_drops.inc(0, stage=q.name)
         self._tasks: list[asyncio.Task] = []
 
@@ -223,10 +228,12 @@ class Router:
                 break
             batch = [q.items.popleft() for _ in range(min(n, q.batch))]
             q.inflight += 1
+            q.in_service += len(batch)
             ep.inflight += 1
             asyncio.get_running_loop().create_task(self._send(q, ep, batch))
         self.m_queue.set(len(q.items), stage=q.name)
         self.m_inflight.set(q.inflight, stage=q.name)
+        self.m_ongoing.set(len(q.items) + q.in_service, stage=q.name)
 
     def _on_timer(self, q: StageQueue) -> None:
         q.timer = None
@@ -272,6 +279,7 @@ class Router:
                     self._enqueue(nxt, it)
         finally:
             q.inflight -= 1
+            q.in_service -= len(batch)
             ep.inflight -= 1
             if ep.gone and ep.inflight == 0:
                 ep.client.close()

@@ -71,7 +71,7 @@ class _Replica:
 
 class _Stage:
     __slots__ = ("index", "name", "queue", "idle", "replicas", "target", "serving", "gen", "timer_at", "next",
-                 "in_service", "busy_s", "ongoing", "ready")
+                 "busy_total", "busy_at", "ongoing", "ready")
 
     def __init__(self, index: int, name: str):
         self.index = index
@@ -84,10 +84,11 @@ class _Stage:
         self.gen = 0                         # invalidates a pending switchover when a newer change comes
         self.timer_at: float | None = None   # the pending batching-timeout event, if any
         self.next: _Stage | None = None
-        self.in_service = 0                  # requests in the batches being served
-        # per whole second i (what a live stage's metrics give the autoscalers): replica-seconds of
-        # service finished in it, and at its end the requests at the stage and the ready replicas
-        self.busy_s: list[float] = []
+        # at the end of each whole second i (what a live stage's metrics give the autoscalers): the
+        # replica-seconds of service finished so far (a counter, as the live histogram's sum),
+        # the requests at the stage and the ready replicas
+        self.busy_total = 0.0
+        self.busy_at: list[float] = []
         self.ongoing: list[int] = []
         self.ready: list[int] = []
 
@@ -315,7 +316,9 @@ class Simulator:
         ``t``: the state after everything that happened before the boundary."""
         while self._next_sample <= t:
             for st in self.stages:
-                st.ongoing.append(len(st.queue) + st.in_service)
+                st.busy_at.append(st.busy_total)
+                in_service = sum(len(r.items) for r in st.replicas if r.items is not None)
+                st.ongoing.append(len(st.queue) + in_service)
                 st.ready.append(sum(1 for r in st.replicas if r.ready and not r.retiring))
             self._next_sample += 1
 
@@ -325,7 +328,8 @@ class Simulator:
         out = {}
         for st in self.stages:
             n = min(until_s, len(st.ongoing))
-            busy = st.busy_s[first_s:n] + [0.0] * max(0, n - max(first_s, len(st.busy_s)))
+            at = st.busy_at
+            busy = [at[i] - (at[i - 1] if i else 0.0) for i in range(first_s, n)]
             out[st.name] = (busy, st.ongoing[first_s:n], st.ready[first_s:n])
         return out
 
@@ -392,19 +396,13 @@ class Simulator:
             idle.pop()
             rep.items = items
             rep.started = t
-            st.in_service += len(items)
             self._seq += 1
             heapq.heappush(self._heap, (t + self._draw(rep.lat[len(items)]), self._seq, _DONE, st, rep))
 
     def _batch_done(self, t: float, st: _Stage, rep: _Replica) -> None:
         items = rep.items
         rep.items = None
-        st.in_service -= len(items)
-        second = int(t)
-        busy = st.busy_s
-        if second >= len(busy):
-            busy.extend([0.0] * (second - len(busy) + 1))
-        busy[second] += t - rep.started
+        st.busy_total += t - rep.started
         intended = self.intended
         nxt = st.next
         if nxt is None:
