@@ -421,7 +421,10 @@ def policy_colours(policies: Sequence[str]) -> dict[str, tuple]:
     """One colour per policy, fixed by its place in POLICY_ORDER, so a policy keeps its colour
     whichever others a figure shows."""
     known = list(POLICY_ORDER) + sorted(p for p in policies if p not in POLICY_ORDER)
-    return dict(zip(known, sns.color_palette("tab10", n_colors=max(10, len(known)))))
+    # tab10 without its grey (kept for the workload and size keys), then more hues if needed
+    palette = [c for i, c in enumerate(sns.color_palette("tab10", 10)) if i != 7]
+    palette += sns.color_palette("husl", max(0, len(known) - len(palette)))
+    return dict(zip(known, palette))
 
 
 def marker_area(violation_rate: float) -> float:
@@ -476,6 +479,7 @@ def pareto_figure(summary: pd.DataFrame, where: Mapping[str, object], sweep: Map
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.margins(x=0.08, y=0.12)  # the largest markers sit inside the panel
         ax.set_title(pipeline, fontsize=9)
         ax.set_xlabel("cores (mean, log)", fontsize=8)
         ax.set_ylabel("PAS (x100)", fontsize=8)
