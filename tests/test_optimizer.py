@@ -48,9 +48,11 @@ def problems(draw, max_stages: int = 3, max_variants: int = 3):
             latency_1 = draw(st.floats(0.01, 1.0))
             cores = draw(st.integers(1, 4))
             accuracy = draw(st.floats(0.05, 1.0))
+            load_time = draw(st.floats(0.0, 30.0))
             for b in sorted(draw(st.sets(st.sampled_from([2, 4, 8]), max_size=2)) | {1}):
                 latency = latency_1 * (0.4 + 0.6 * b) * draw(st.floats(0.8, 1.2))
-                options.append(Option(f"v{vi}", b, cores, latency, b / latency, accuracy, vi / max(1, n_variants - 1)))
+                options.append(Option(f"v{vi}", b, cores, latency, b / latency, accuracy, vi / max(1, n_variants - 1),
+                                      load_time))
         stages.append(StageOptions(f"s{si}", tuple(options)))
     fastest = sum(min(o.latency_s for o in s.options) for s in stages)
     cap = draw(st.integers(1, 8))
@@ -61,6 +63,7 @@ def problems(draw, max_stages: int = 3, max_variants: int = 3):
         beta=draw(st.sampled_from([0.0, 0.5, 1.0])),
         gamma=draw(st.sampled_from([0.0, 1e-6, 0.01])),
         scaling_cap=cap, accuracy_method=draw(st.sampled_from(["pas", "rank_sum"])),
+        switch_interval_s=draw(st.sampled_from([None, 10.0])),  # ipa+'s switch cost, or none
     )
     if draw(st.booleans()):  # a current configuration to break ties towards
         current = {}
@@ -266,3 +269,22 @@ def test_other_bad_input_names_the_problem(tiny_pipeline):
         problem_from_pipeline(tiny_pipeline, 1, pinned_replicas={"tracker": 2})
     with pytest.raises(ConfigError, match=r"replica pin .* \[1, scaling_cap=20\]"):
         problem_from_pipeline(tiny_pipeline, 1, pinned_replicas={"detector": 21})
+
+
+def test_a_switch_pays_its_load_time_in_cores_so_a_small_upgrade_is_not_worth_it():
+    # one stage, rate 1: "lo" (accuracy 0.5, 1 core, 1 replica) runs; "hi" (0.6, 1 core) also
+    # needs 1 replica and loads for 20 s. Without a switch cost hi wins: 10 * 0.6 - 1 = 5 against
+    # 10 * 0.5 - 1 = 4. With it, hi also pays 1 core x 20 s / 10 s = 2 cores: 5 - 2 = 3 < 4.
+    lo = Option("lo", 1, 1, 0.1, 10.0, 0.5, 0.0, 20.0)
+    hi = Option("hi", 1, 1, 0.1, 10.0, 0.6, 1.0, 20.0)
+    problem = Problem(stages=(StageOptions("s", (lo, hi)),), rate_rps=1.0, sla_s=1.0, alpha=10.0, beta=1.0,
+                      gamma=0.0, scaling_cap=4, current=Configuration({"s": StageConfig("lo", 1, 1, 1)}))
+    assert solve(problem, "highs").configuration["s"].variant == "hi"
+    switching = replace(problem, switch_interval_s=10.0)
+    decision = solve(switching, "highs")
+    assert decision.configuration["s"].variant == "lo" and decision.objective == pytest.approx(4.0)
+    # the cost of hi as the switch sees it, evaluated the same way by the brute force
+    assert evaluate(switching, [(hi, 1)]).objective == pytest.approx(3.0)
+    # a load time of 5 s costs 0.5 cores: 5 - 0.5 = 4.5 > 4, so the upgrade pays for itself
+    quick = replace(switching, stages=(StageOptions("s", (lo, replace(hi, load_time_s=5.0))),))
+    assert solve(quick, "highs").configuration["s"].variant == "hi"

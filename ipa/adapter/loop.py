@@ -16,6 +16,7 @@ from ipa.backends.base import Backend, RunOutput
 from ipa.configuration import Configuration, Decision
 from ipa.errors import ConfigError, IpaError
 from ipa.policies.observation import Observation
+from ipa.predictors.uncertainty import CALIBRATION, quantile_factor, settle
 
 DEFAULT_INTERVAL_S = 10   # fact 22
 MONITOR_WINDOW_S = 120    # fact 23: the adapter looks 2 minutes back
@@ -77,6 +78,10 @@ class AdapterLoop:
             raise ConfigError(f"predictor margin must be a finite number >= 0, got {self.margin!r}")
         self.progress = progress
         self.records: list[DecisionRecord] = []
+        # ipa+: provision for a quantile of the forecasts' recent errors instead of the margin
+        self.quantile = getattr(policy, "forecast_quantile", None)
+        self._pending: list[tuple[float, float]] = []  # (time, forecast) not yet settled
+        self._ratios: list[float] = []                 # realised / forecast peaks, newest last
 
     def _decide(self, t: float, rate: float, current: Configuration | None, state, stages=None):
         """Call the policy; returns (decision or None, state, reason, wall seconds)."""
@@ -120,6 +125,17 @@ class AdapterLoop:
             raise
         return backend.stop()
 
+    def _provision(self, t: float, forecast: float, history, until_s: float) -> float:
+        """The load to provision for: the forecast with the fixed margin, or (ipa+) times the
+        chosen quantile of recent realised / forecast ratios once there are enough of them."""
+        if self.quantile is None:
+            return forecast * (1.0 + self.margin)
+        ratios, self._pending = settle(self._pending, history, until_s)
+        self._ratios = (self._ratios + ratios)[-CALIBRATION:]
+        self._pending.append((t, forecast))
+        factor = quantile_factor(self._ratios, self.quantile)
+        return forecast * (1.0 + self.margin) if factor is None else forecast * factor
+
     def _step(self, t: float, current: Configuration, state):
         reading = self.backend.monitor.read(self.window_s)
         if reading is None:
@@ -130,7 +146,7 @@ class AdapterLoop:
         observed = float(max(history[-self.interval_s:])) if history else math.nan
         started = time.perf_counter()
         try:
-            predicted = float(self.predictor.predict(history)) * (1.0 + self.margin)
+            predicted = self._provision(t, float(self.predictor.predict(history)), history, reading.until_s)
         except Exception as e:  # noqa: BLE001 - like a policy error: keep running
             self.records.append(DecisionRecord(t, POLICY_ERROR, observed, math.nan, current, False, 0, None,
                                                f"predictor error: {type(e).__name__}: {e}",

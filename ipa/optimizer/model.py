@@ -34,7 +34,9 @@ Pipeline accuracy:
     p_s = sum_v acc_v w_s_v. No approximation error: with X binary the four inequalities force
     w = X p. It needs sum(variants) extra columns instead of prod(variants).
 
-Objective: maximise alpha * accuracy - beta * cores - gamma * sum of batch sizes.
+Objective: maximise alpha * accuracy - beta * cores - gamma * sum of batch sizes, where with a
+switch cost (ipa+) a changed variant's cores also count for the share of the interval its new
+replicas spend loading (``option_penalty``, shared with ``evaluate``).
 """
 from __future__ import annotations
 
@@ -43,8 +45,8 @@ import math
 
 import pulp
 
-from ipa.optimizer.problem import (Option, Problem, allowed_options, option_latency_s, replicas_for,
-                                   stage_changes)
+from ipa.optimizer.problem import (Option, Problem, allowed_options, option_latency_s, option_penalty,
+                                   replicas_for, stage_changes)
 
 # Past a few dozen combinations the chain is faster with both solvers (benchmarks/solver/README.md:
 # 729 combinations took 0.2-1.7 s as combinations, 15-17 ms as a chain); below, the two are on par.
@@ -59,7 +61,7 @@ def candidates(problem: Problem, stage) -> list[Candidate]:
     for oi, o in allowed_options(problem, stage):
         r = replicas_for(problem, stage.name, o)
         accuracy = o.accuracy if problem.accuracy_method == "pas" else o.rank_accuracy
-        penalty = problem.beta * o.base_cores * r + problem.gamma * o.batch
+        penalty = option_penalty(problem, stage.name, o, r)
         key = (option_latency_s(o, problem.rate_rps), -accuracy, penalty, stage_changes(problem, stage.name, o, r))
         rows.append((key, oi, o, r))
     kept = []
@@ -94,7 +96,8 @@ class Model:
         for si, cands in enumerate(self.candidates):
             x = {oi: self.lp.add_variable(f"x_{si}_{oi}", cat=pulp.LpBinary) for oi, _, _ in cands}
             self.lp += pulp.lpSum(x.values()) == 1, f"one_option_{si}"
-            penalty += [(problem.beta * o.base_cores * r + problem.gamma * o.batch) * x[oi] for oi, o, r in cands]
+            name = problem.stages[si].name
+            penalty += [option_penalty(problem, name, o, r) * x[oi] for oi, o, r in cands]
             latency += [option_latency_s(o, problem.rate_rps) * x[oi] for oi, o, _ in cands]
             self.x.append(x)
         self.lp += pulp.lpSum(latency) <= problem.sla_s, "sla"

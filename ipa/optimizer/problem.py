@@ -29,6 +29,7 @@ class Option:
     throughput_rps: float  # per replica
     accuracy: float        # in [0, 1]
     rank_accuracy: float   # rank-normalised within the stage, in [0, 1]
+    load_time_s: float = 0.0  # a new replica's start to ready (what a switch to this variant waits)
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,15 @@ class Problem:
     pinned_variants: Mapping[str, str] = field(default_factory=dict)
     pinned_replicas: Mapping[str, int] = field(default_factory=dict)
     current: Configuration | None = None
+    # ipa+'s switch cost: a changed variant's new replicas hold their cores for their load time
+    # before serving; spread over the interval the decision lasts (None: switches are free)
+    switch_interval_s: float | None = None
 
     def __post_init__(self) -> None:
         check_rate(self.rate_rps)
+        if self.switch_interval_s is not None and not (math.isfinite(self.switch_interval_s)
+                                                       and self.switch_interval_s > 0):
+            raise ConfigError(f"switch_interval_s must be a finite number > 0 or None, got {self.switch_interval_s!r}")
         if not self.stages:
             raise ConfigError("a problem needs at least one stage")
         for s in self.stages:
@@ -197,6 +204,25 @@ def stage_changes(problem: Problem, stage: str, option: Option, replicas: int) -
     return (c.variant != option.variant) + (c.batch != option.batch) + (c.replicas != replicas)
 
 
+def switch_cores(problem: Problem, stage: str, option: Option, replicas: int) -> float:
+    """Cores a variant change holds without serving, averaged over the decision's interval:
+    the new replicas' cores x their load time / interval (0 when the variant stays, with no
+    current configuration, or without a switch cost)."""
+    if problem.switch_interval_s is None or problem.current is None:
+        return 0.0
+    c = problem.current.stages.get(stage)
+    if c is None or c.variant == option.variant:
+        return 0.0
+    return option.base_cores * replicas * option.load_time_s / problem.switch_interval_s
+
+
+def option_penalty(problem: Problem, stage: str, option: Option, replicas: int) -> float:
+    """What one stage's choice subtracts from the objective: its cores (and the cores a switch
+    idles), its batch size."""
+    return (problem.beta * (option.base_cores * replicas + switch_cores(problem, stage, option, replicas))
+            + problem.gamma * option.batch)
+
+
 def changes(problem: Problem, picks: Sequence[Pick]) -> int:
     return sum(stage_changes(problem, s.name, o, r) for s, (o, r) in zip(problem.stages, picks))
 
@@ -208,7 +234,8 @@ def evaluate(problem: Problem, picks: Sequence[Pick]) -> Evaluation:
     cores = sum(o.base_cores * r for o, r in picks)
     batches = sum(o.batch for o in options)
     latency = sum(option_latency_s(o, problem.rate_rps) for o in options)
-    objective = problem.alpha * accuracy - problem.beta * cores - problem.gamma * batches
+    objective = problem.alpha * accuracy - sum(option_penalty(problem, s.name, o, r)
+                                               for s, (o, r) in zip(problem.stages, picks))
     reasons = []
     for stage, (o, r) in zip(problem.stages, picks):
         if r * o.throughput_rps < problem.rate_rps:
@@ -303,7 +330,7 @@ def stage_options(pipeline, statistic: str | None = None) -> tuple[StageOptions,
         for p in pipeline.stage_profiles[stage]:
             for b in sorted(p.rows):
                 opts.append(Option(p.variant, b, p.base_cores, p.latency(b, statistic), p.throughput(b),
-                                   p.accuracy, p.rank_accuracy))
+                                   p.accuracy, p.rank_accuracy, p.load_time_s))
         out.append(StageOptions(stage, tuple(opts)))
     return tuple(out)
 
@@ -314,7 +341,8 @@ def problem_from_pipeline(pipeline, rate_rps: float, *, sla_s: float | None = No
                           accuracy_method: str | None = None, scaling_cap: int | None = None,
                           pinned_variants: Mapping[str, str] | None = None,
                           pinned_replicas: Mapping[str, int] | None = None,
-                          current: Configuration | None = None) -> Problem:
+                          current: Configuration | None = None,
+                          switch_interval_s: float | None = None) -> Problem:
     """A problem with the pipeline's parameters, each overridable. Pinned variant names may be
     short (``resnet-18``) or full (``microsoft/resnet-18``)."""
     params = pipeline.params
@@ -335,4 +363,5 @@ def problem_from_pipeline(pipeline, rate_rps: float, *, sla_s: float | None = No
         pinned_variants=variants,
         pinned_replicas=dict(pinned_replicas or {}),
         current=current,
+        switch_interval_s=switch_interval_s,
     )

@@ -14,10 +14,14 @@
               builds its predictor from the send times: ``ipa.predictors.oracle``)
 ``hpa``       the Kubernetes HPA on CPU utilisation: replicas only (``autoscalers``)
 ``ray-serve`` Ray Serve's default autoscaling policy: replicas only (``autoscalers``)
+``ipa+``      ``ipa`` with a switch cost (a changed variant pays its load time in idle cores,
+              spread over the interval) and forecast-quantile provisioning instead of the
+              fixed margin (``settings.IpaPlusSettings``; each part switchable)
 =========== ========================================================================
 
-``hpa`` and ``ray-serve`` take options (``make_policy(options=...)``: their settings' fields, e.g.
-``target_utilisation``, ``target_ongoing_requests``); the others take none.
+``hpa``, ``ray-serve`` and ``ipa+`` take options (``make_policy(options=...)``: their settings'
+fields, e.g. ``target_utilisation``, ``target_ongoing_requests``, ``switch_cost``,
+``forecast_quantile``); the others take none.
 """
 from __future__ import annotations
 
@@ -30,16 +34,18 @@ from ipa.configuration import Configuration, Decision
 from ipa.errors import ConfigError
 from ipa.optimizer.problem import picks_of, problem_from_pipeline
 from ipa.optimizer.solver import DEFAULT_SOLVER, make_solver, solver_name
-from ipa.policies.autoscalers import (HpaSettings, RayServeSettings, autoscaler_rule, hpa_step, ray_serve_step,
-                                      settings_from)
+from ipa.policies.autoscalers import HpaSettings, RayServeSettings, autoscaler_rule, hpa_step, ray_serve_step
 from ipa.policies.observation import Observation, PolicyState
 from ipa.policies.pins import fa2_variants, rim_replicas
 from ipa.policies.rules import Context, adaptive, static
+from ipa.policies.settings import IpaPlusSettings, settings_from
 
-POLICIES = ("ipa", "fa2-low", "fa2-high", "rim", "static", "oracle", "hpa", "ray-serve")
+POLICIES = ("ipa", "fa2-low", "fa2-high", "rim", "static", "oracle", "hpa", "ray-serve", "ipa+")
 PAPER_POLICIES = POLICIES[:5]  # the paper's IPA and baselines (fact 29-30)
 # the policies that do not decide on the load forecast but on each stage's measured load
 AUTOSCALERS = {"hpa": (HpaSettings, hpa_step), "ray-serve": (RayServeSettings, ray_serve_step)}
+# the policies with options, and the settings that hold them
+SETTINGS = {"hpa": HpaSettings, "ray-serve": RayServeSettings, "ipa+": IpaPlusSettings}
 # the policies whose run replaces the configured predictor
 PREDICTOR_OF = {"oracle": "oracle"}
 DEFAULT_TIME_LIMIT_S = 2.0  # the paper's budget for one decision (fact 22)
@@ -52,6 +58,9 @@ class Policy:
     name: str
     rule: Rule
     context: Context
+    # ipa+: the adapter provisions the forecast times this quantile of its recent realised /
+    # forecast ratios instead of the fixed margin (None: the margin)
+    forecast_quantile: float | None = None
 
     def initial_state(self, fixed: Configuration | None = None) -> PolicyState:
         """The state before the first call; ``fixed`` gives ``static`` its configuration up front."""
@@ -78,12 +87,12 @@ def policy_options(name: str, options: dict | None, pipeline=None) -> dict:
     takes none, raise ``ConfigError`` naming the option."""
     from_catalogue = (pipeline.params.get("policy_options") or {}).get(name) if pipeline is not None else None
     options = {**(from_catalogue or {}), **(options or {})}
-    if name not in AUTOSCALERS:
+    if name not in SETTINGS:
         if options:
             raise ConfigError(f"policy {name} takes no options (got {sorted(options)}); "
-                              f"options are for {', '.join(AUTOSCALERS)}")
+                              f"options are for {', '.join(SETTINGS)}")
         return {}
-    settings = settings_from(AUTOSCALERS[name][0], options, name)
+    settings = settings_from(SETTINGS[name], options, name)
     return {key: getattr(settings, key) for key in options}
 
 
@@ -91,15 +100,17 @@ def make_policy(name: str, pipeline, *, sla_s: float | None = None, alpha: float
                 beta: float | None = None, gamma: float | None = None, statistic: str | None = None,
                 accuracy_method: str | None = None, solver: str | pulp.LpSolver = DEFAULT_SOLVER,
                 time_limit_s: float | None = DEFAULT_TIME_LIMIT_S,
-                peak_rate_rps: float | None = None, options: dict | None = None) -> Policy:
+                peak_rate_rps: float | None = None, options: dict | None = None,
+                interval_s: float = 10.0) -> Policy:
     """A policy for ``pipeline``; every bad option raises ``ConfigError`` here, never in a call."""
     if name not in POLICIES:
         raise ConfigError(f"unknown policy {name!r}; use one of {', '.join(POLICIES)}")
     options = policy_options(name, options, pipeline)
+    settings = settings_from(SETTINGS[name], options, name) if name in SETTINGS else None
     rule: Rule = static if name == "static" else adaptive
     if name in AUTOSCALERS:
-        settings_class, step = AUTOSCALERS[name]
-        rule = autoscaler_rule(step, settings_from(settings_class, options, name))
+        rule = autoscaler_rule(AUTOSCALERS[name][1], settings)
+    plus = settings if name == "ipa+" else None
     # the autoscalers start where FA2-low starts and keep its variants and batch sizes
     if name in AUTOSCALERS:
         pinned_variants = fa2_variants(pipeline, "low")
@@ -108,10 +119,11 @@ def make_policy(name: str, pipeline, *, sla_s: float | None = None, alpha: float
     pinned_replicas = rim_replicas(pipeline, peak_rate_rps) if name == "rim" else None
     template = problem_from_pipeline(pipeline, 1.0, sla_s=sla_s, alpha=alpha, beta=beta, gamma=gamma,
                                      statistic=statistic, accuracy_method=accuracy_method,
-                                     pinned_variants=pinned_variants, pinned_replicas=pinned_replicas)
+                                     pinned_variants=pinned_variants, pinned_replicas=pinned_replicas,
+                                     switch_interval_s=float(interval_s) if plus and plus.switch_cost else None)
     context = Context(template, make_solver(solver, time_limit_s), solver_name(solver), time_limit_s)
-    return Policy(name, rule, context)
+    return Policy(name, rule, context, plus.forecast_quantile if plus else None)
 
 
-__all__ = ["AUTOSCALERS", "DEFAULT_TIME_LIMIT_S", "Observation", "PAPER_POLICIES", "POLICIES", "PREDICTOR_OF",
+__all__ = ["AUTOSCALERS", "SETTINGS", "DEFAULT_TIME_LIMIT_S", "Observation", "PAPER_POLICIES", "POLICIES", "PREDICTOR_OF",
            "Policy", "PolicyState", "make_policy", "policy_options"]

@@ -37,13 +37,13 @@ https://docs.ray.io/en/latest/serve/advanced-guides/advanced-autoscaling.html):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping
+from dataclasses import dataclass, replace
+from typing import Mapping
 
 from ipa.configuration import Configuration, Decision, StageConfig
-from ipa.errors import ConfigError
 from ipa.optimizer.problem import evaluate, picks_of
 from ipa.policies.observation import Observation, PolicyState
+from ipa.policies.settings import check_range, check_whole
 from ipa.policies.rules import adaptive, problem_for
 
 
@@ -60,13 +60,13 @@ class HpaSettings:
     min_replicas: int = 1
 
     def check(self) -> None:
-        _check_range("target_utilisation", self.target_utilisation, 0, 1, low_open=True)
-        _check_range("tolerance", self.tolerance, 0, 1)
-        _check_whole("window_s", self.window_s, 1)
-        _check_range("downscale_stabilisation_s", self.downscale_stabilisation_s, 0, math.inf)
-        _check_whole("scale_up_pods", self.scale_up_pods, 0)
-        _check_range("scale_up_percent", self.scale_up_percent, 0, math.inf)
-        _check_whole("min_replicas", self.min_replicas, 1)
+        check_range("target_utilisation", self.target_utilisation, 0, 1, low_open=True)
+        check_range("tolerance", self.tolerance, 0, 1)
+        check_whole("window_s", self.window_s, 1)
+        check_range("downscale_stabilisation_s", self.downscale_stabilisation_s, 0, math.inf)
+        check_whole("scale_up_pods", self.scale_up_pods, 0)
+        check_range("scale_up_percent", self.scale_up_percent, 0, math.inf)
+        check_whole("min_replicas", self.min_replicas, 1)
 
 
 @dataclass(frozen=True)
@@ -80,51 +80,13 @@ class RayServeSettings:
     min_replicas: int = 1
 
     def check(self) -> None:
-        _check_range("target_ongoing_requests", self.target_ongoing_requests, 0, math.inf, low_open=True)
-        _check_whole("look_back_s", self.look_back_s, 1)
-        _check_range("upscale_delay_s", self.upscale_delay_s, 0, math.inf)
-        _check_range("downscale_delay_s", self.downscale_delay_s, 0, math.inf)
-        _check_range("upscaling_factor", self.upscaling_factor, 0, math.inf, low_open=True)
-        _check_range("downscaling_factor", self.downscaling_factor, 0, math.inf, low_open=True)
-        _check_whole("min_replicas", self.min_replicas, 1)
-
-
-def _check_range(name: str, value, low: float, high: float, low_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]" if math.isfinite(high) else \
-            f"{'>' if low_open else '>='} {low:g}"
-        raise ConfigError(f"policy option {name} must be a number {'in ' if math.isfinite(high) else ''}{bounds}, "
-                          f"got {value!r}")
-
-
-def _check_whole(name: str, value, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"policy option {name} must be a whole number >= {low}, got {value!r}")
-
-
-def settings_from(cls, options: Mapping[str, Any], policy: str):
-    """The policy's settings with ``options`` applied; an unknown name or bad value is refused,
-    naming the option and what it allows."""
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ConfigError(f"policy {policy}: unknown option(s) {unknown}; known: {', '.join(known)}")
-    typed = {}
-    for name, value in options.items():
-        default = known[name].default
-        if isinstance(value, str):  # from the command line
-            try:
-                value = int(value) if isinstance(default, int) else float(value)
-            except ValueError:
-                raise ConfigError(f"policy {policy}: option {name}={value!r} is not a number") from None
-        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        typed[name] = value
-    settings = cls(**typed)
-    settings.check()
-    return settings
+        check_range("target_ongoing_requests", self.target_ongoing_requests, 0, math.inf, low_open=True)
+        check_whole("look_back_s", self.look_back_s, 1)
+        check_range("upscale_delay_s", self.upscale_delay_s, 0, math.inf)
+        check_range("downscale_delay_s", self.downscale_delay_s, 0, math.inf)
+        check_range("upscaling_factor", self.upscaling_factor, 0, math.inf, low_open=True)
+        check_range("downscaling_factor", self.downscaling_factor, 0, math.inf, low_open=True)
+        check_whole("min_replicas", self.min_replicas, 1)
 
 
 # --- the Kubernetes HPA, per stage ----------------------------------------------------------

@@ -187,7 +187,8 @@ def execute(spec: RunSpec, out_dir: str | Path, *, force: bool = False, requests
     if predictor is not None:
         predictor = in_trace_units(predictor, pipeline.load_scale)
     policy = make_policy(spec.policy, pipeline, solver=spec.solver,
-                         peak_rate_rps=max(float(workload.rates.max()), 1e-3), options=spec.policy_options)
+                         peak_rate_rps=max(float(workload.rates.max()), 1e-3), options=spec.policy_options,
+                         interval_s=spec.interval_s)
     send_times = workload.send_times(spec.seed, spec.arrivals)
     if computes_on_this_machine(spec.backend, params["backend_options"]):
         check_fits_machine(policy, pipeline, first_interval_peak(send_times, spec.interval_s),
