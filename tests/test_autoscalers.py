@@ -151,3 +151,41 @@ def test_the_oracle_reads_the_true_peak_of_the_next_20_seconds():
     clock.t = 60.0
     assert oracle.predict([]) == 0.0          # after the last send
     assert math.isfinite(TruePeak([], clock).predict([]))
+
+
+# --- ipa-plus: its options, and the forecast-error quantile it provisions for ------------------
+
+@pytest.mark.parametrize("options, message", [
+    ({"forecast_quantile": 1.0}, r"forecast_quantile must be a number in \(0, 1\) or none, got 1.0"),
+    ({"forecast_quantile": 0}, r"forecast_quantile must be a number in \(0, 1\) or none"),
+    ({"switch_cost": "maybe"}, r"switch_cost='maybe' must be true or false"),
+])
+def test_bad_ipa_plus_options_name_the_option_and_its_range(options, message):
+    with pytest.raises(ConfigError, match=message):
+        policy_options("ipa-plus", options)
+
+
+def test_ipa_plus_parts_switch_off_from_the_command_line(tiny_pipeline):
+    assert policy_options("ipa-plus", {"switch_cost": "false", "forecast_quantile": "none"}) == \
+        {"switch_cost": False, "forecast_quantile": None}
+    both = make_policy("ipa-plus", tiny_pipeline, interval_s=10)
+    assert both.forecast_quantile == 0.9 and both.context.template.switch_interval_s == 10.0
+    neither = make_policy("ipa-plus", tiny_pipeline, options={"switch_cost": False, "forecast_quantile": None})
+    assert neither.forecast_quantile is None and neither.context.template.switch_interval_s is None
+
+
+def test_forecasts_settle_once_their_horizon_is_in_the_history():
+    from ipa.predictors.uncertainty import quantile_factor, settle
+
+    # history: seconds 40..99 (until 100), one request a second but 9 in second 55
+    history = [9.0 if s == 55 else 1.0 for s in range(40, 100)]
+    pending = [(30.0, 2.0),   # horizon 30..49 starts before the history: dropped
+               (50.0, 3.0),   # 50..69 holds the 9: ratio 3
+               (70.0, 2.0),   # 70..89: peak 1, ratio 0.5
+               (85.0, 1.0)]   # 85..104 is not over yet: waits
+    ratios, waiting = settle(pending, history, 100.0)
+    assert ratios == [3.0, 0.5] and waiting == [(85.0, 1.0)]
+    # the conformal rank ceil((n + 1) q): n = 9 ratios 0.1 .. 0.9, q = 0.9 -> rank 9 -> 0.9
+    assert quantile_factor([k / 10 for k in range(1, 10)], 0.9) == pytest.approx(0.9)
+    assert quantile_factor([k / 10 for k in range(1, 10)], 0.5) == pytest.approx(0.5)  # rank 5
+    assert quantile_factor([1.0] * 5, 0.9) is None  # fewer than 6: the fixed margin applies

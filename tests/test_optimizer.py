@@ -63,7 +63,7 @@ def problems(draw, max_stages: int = 3, max_variants: int = 3):
         beta=draw(st.sampled_from([0.0, 0.5, 1.0])),
         gamma=draw(st.sampled_from([0.0, 1e-6, 0.01])),
         scaling_cap=cap, accuracy_method=draw(st.sampled_from(["pas", "rank_sum"])),
-        switch_interval_s=draw(st.sampled_from([None, 10.0])),  # ipa+'s switch cost, or none
+        switch_interval_s=draw(st.sampled_from([None, 10.0])),  # ipa-plus's switch cost, or none
     )
     if draw(st.booleans()):  # a current configuration to break ties towards
         current = {}

@@ -151,7 +151,7 @@ def test_dry_run_lists_the_whole_matrix(copy):
                         "default", s)
             for p, w, x, s in itertools.product(cfg["pipelines"], cfg["workloads"], cfg["policies"], cfg["seeds"])}
     sim = dry_run_outputs(proc, "run_sim")
-    assert len(main) == 160
+    assert len(main) == 180
     sweep, abl = cfg["preference_sweep"], cfg["predictor_ablation"]
     sweep_runs = {runs.format("sim", p, sweep["workload"], cfg["sim"]["duration_s"], sweep["policy"],
                               cfg["predictor"], g, 0) for p in sweep["pipelines"] for g in sweep["preferences"]}
@@ -170,9 +170,9 @@ def test_dry_run_lists_the_whole_matrix(copy):
     twins = {r.replace(f"runs/{live['backend']}/", "runs/sim/") for r in live_runs}  # for the fidelity figure
     assert dry_run_outputs(proc, "run_live") == live_runs
     assert sim == main | sweep_runs | ablation_runs | knob_runs | twins
-    # 160 + 15 preference + 15 extra predictors (lstm and oracle are the main matrix's) + 40 knob
+    # 180 + 15 preference + 15 extra predictors (lstm and oracle are the main matrix's) + 40 knob
     # settings + 2 twins: shared runs run once
-    assert len(sim) == 232
+    assert len(sim) == 252
     figures = {f for f in dry_run_outputs(proc, "figure_timeseries")}
     assert figures == {f"results/figures/timeseries/{p}.{ext}" for p in cfg["pipelines"] for ext in ("png", "pdf")}
 

@@ -78,7 +78,7 @@ class AdapterLoop:
             raise ConfigError(f"predictor margin must be a finite number >= 0, got {self.margin!r}")
         self.progress = progress
         self.records: list[DecisionRecord] = []
-        # ipa+: provision for a quantile of the forecasts' recent errors instead of the margin
+        # ipa-plus: provision for a quantile of the forecasts' recent errors instead of the margin
         self.quantile = getattr(policy, "forecast_quantile", None)
         self._pending: list[tuple[float, float]] = []  # (time, forecast) not yet settled
         self._ratios: list[float] = []                 # realised / forecast peaks, newest last
@@ -126,7 +126,7 @@ class AdapterLoop:
         return backend.stop()
 
     def _provision(self, t: float, forecast: float, history, until_s: float) -> float:
-        """The load to provision for: the forecast with the fixed margin, or (ipa+) times the
+        """The load to provision for: the forecast with the fixed margin, or (ipa-plus) times the
         chosen quantile of recent realised / forecast ratios once there are enough of them."""
         if self.quantile is None:
             return forecast * (1.0 + self.margin)

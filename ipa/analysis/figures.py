@@ -22,7 +22,7 @@ import seaborn as sns  # noqa: E402
 
 from ipa.analysis.runs import RunFolderError, latency_samples, read_timeseries, require, select  # noqa: E402
 
-POLICY_ORDER = ("ipa", "fa2-low", "fa2-high", "rim", "static", "oracle", "hpa", "ray-serve")
+POLICY_ORDER = ("ipa", "fa2-low", "fa2-high", "rim", "static", "oracle", "hpa", "ray-serve", "ipa-plus")
 BIN_S = 10  # time series are shown per adaptation interval: per-second lines are unreadable
 
 sns.set_theme(context="paper", style="whitegrid")

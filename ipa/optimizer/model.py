@@ -35,7 +35,7 @@ Pipeline accuracy:
     w = X p. It needs sum(variants) extra columns instead of prod(variants).
 
 Objective: maximise alpha * accuracy - beta * cores - gamma * sum of batch sizes, where with a
-switch cost (ipa+) a changed variant's cores also count for the share of the interval its new
+switch cost (ipa-plus) a changed variant's cores also count for the share of the interval its new
 replicas spend loading (``option_penalty``, shared with ``evaluate``).
 """
 from __future__ import annotations

@@ -54,7 +54,7 @@ class Problem:
     pinned_variants: Mapping[str, str] = field(default_factory=dict)
     pinned_replicas: Mapping[str, int] = field(default_factory=dict)
     current: Configuration | None = None
-    # ipa+'s switch cost: a changed variant's new replicas hold their cores for their load time
+    # ipa-plus's switch cost: a changed variant's new replicas hold their cores for their load time
     # before serving; spread over the interval the decision lasts (None: switches are free)
     switch_interval_s: float | None = None
 

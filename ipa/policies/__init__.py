@@ -14,12 +14,12 @@
               builds its predictor from the send times: ``ipa.predictors.oracle``)
 ``hpa``       the Kubernetes HPA on CPU utilisation: replicas only (``autoscalers``)
 ``ray-serve`` Ray Serve's default autoscaling policy: replicas only (``autoscalers``)
-``ipa+``      ``ipa`` with a switch cost (a changed variant pays its load time in idle cores,
+``ipa-plus``      ``ipa`` with a switch cost (a changed variant pays its load time in idle cores,
               spread over the interval) and forecast-quantile provisioning instead of the
               fixed margin (``settings.IpaPlusSettings``; each part switchable)
 =========== ========================================================================
 
-``hpa``, ``ray-serve`` and ``ipa+`` take options (``make_policy(options=...)``: their settings'
+``hpa``, ``ray-serve`` and ``ipa-plus`` take options (``make_policy(options=...)``: their settings'
 fields, e.g. ``target_utilisation``, ``target_ongoing_requests``, ``switch_cost``,
 ``forecast_quantile``); the others take none.
 """
@@ -40,12 +40,12 @@ from ipa.policies.pins import fa2_variants, rim_replicas
 from ipa.policies.rules import Context, adaptive, static
 from ipa.policies.settings import IpaPlusSettings, settings_from
 
-POLICIES = ("ipa", "fa2-low", "fa2-high", "rim", "static", "oracle", "hpa", "ray-serve", "ipa+")
+POLICIES = ("ipa", "fa2-low", "fa2-high", "rim", "static", "oracle", "hpa", "ray-serve", "ipa-plus")
 PAPER_POLICIES = POLICIES[:5]  # the paper's IPA and baselines (fact 29-30)
 # the policies that do not decide on the load forecast but on each stage's measured load
 AUTOSCALERS = {"hpa": (HpaSettings, hpa_step), "ray-serve": (RayServeSettings, ray_serve_step)}
 # the policies with options, and the settings that hold them
-SETTINGS = {"hpa": HpaSettings, "ray-serve": RayServeSettings, "ipa+": IpaPlusSettings}
+SETTINGS = {"hpa": HpaSettings, "ray-serve": RayServeSettings, "ipa-plus": IpaPlusSettings}
 # the policies whose run replaces the configured predictor
 PREDICTOR_OF = {"oracle": "oracle"}
 DEFAULT_TIME_LIMIT_S = 2.0  # the paper's budget for one decision (fact 22)
@@ -58,7 +58,7 @@ class Policy:
     name: str
     rule: Rule
     context: Context
-    # ipa+: the adapter provisions the forecast times this quantile of its recent realised /
+    # ipa-plus: the adapter provisions the forecast times this quantile of its recent realised /
     # forecast ratios instead of the fixed margin (None: the margin)
     forecast_quantile: float | None = None
 
@@ -81,19 +81,25 @@ class Policy:
         return {"variants": dict(t.pinned_variants), "replicas": dict(t.pinned_replicas)}
 
 
-def policy_options(name: str, options: dict | None, pipeline=None) -> dict:
-    """``options`` over the pipeline's ``policy_options[name]`` (the catalogue's), typed against
-    the policy's settings: what a run records. A bad name or value, or options for a policy that
-    takes none, raise ``ConfigError`` naming the option."""
+def _settings(name: str, options: dict | None, pipeline) -> tuple[object | None, list[str]]:
+    """The policy's settings (None for a policy without options) from ``options`` over the
+    pipeline's ``policy_options[name]`` (the catalogue's), and the option names given."""
     from_catalogue = (pipeline.params.get("policy_options") or {}).get(name) if pipeline is not None else None
-    options = {**(from_catalogue or {}), **(options or {})}
+    merged = {**(from_catalogue or {}), **(options or {})}
     if name not in SETTINGS:
-        if options:
-            raise ConfigError(f"policy {name} takes no options (got {sorted(options)}); "
+        if merged:
+            raise ConfigError(f"policy {name} takes no options (got {sorted(merged)}); "
                               f"options are for {', '.join(SETTINGS)}")
-        return {}
-    settings = settings_from(SETTINGS[name], options, name)
-    return {key: getattr(settings, key) for key in options}
+        return None, []
+    return settings_from(SETTINGS[name], merged, name), list(merged)
+
+
+def policy_options(name: str, options: dict | None, pipeline=None) -> dict:
+    """The options given (``options`` over the catalogue's), typed against the policy's settings:
+    what a run records. A bad name or value, or options for a policy that takes none, raise
+    ``ConfigError`` naming the option."""
+    settings, given = _settings(name, options, pipeline)
+    return {key: getattr(settings, key) for key in given}
 
 
 def make_policy(name: str, pipeline, *, sla_s: float | None = None, alpha: float | None = None,
@@ -105,12 +111,11 @@ def make_policy(name: str, pipeline, *, sla_s: float | None = None, alpha: float
     """A policy for ``pipeline``; every bad option raises ``ConfigError`` here, never in a call."""
     if name not in POLICIES:
         raise ConfigError(f"unknown policy {name!r}; use one of {', '.join(POLICIES)}")
-    options = policy_options(name, options, pipeline)
-    settings = settings_from(SETTINGS[name], options, name) if name in SETTINGS else None
+    settings, _ = _settings(name, options, pipeline)
     rule: Rule = static if name == "static" else adaptive
     if name in AUTOSCALERS:
         rule = autoscaler_rule(AUTOSCALERS[name][1], settings)
-    plus = settings if name == "ipa+" else None
+    plus = settings if name == "ipa-plus" else None
     # the autoscalers start where FA2-low starts and keep its variants and batch sizes
     if name in AUTOSCALERS:
         pinned_variants = fa2_variants(pipeline, "low")

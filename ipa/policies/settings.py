@@ -61,7 +61,7 @@ def settings_from(cls, options: Mapping[str, Any], policy: str):
 
 @dataclass(frozen=True)
 class IpaPlusSettings:
-    """ipa+: IPA with a switch cost and forecast-quantile provisioning, each switchable alone."""
+    """ipa-plus: IPA with a switch cost and forecast-quantile provisioning, each switchable alone."""
 
     switch_cost: bool = True           # a changed variant pays its load time in idle cores
     # provision the forecast times this quantile of recent realised/forecast peak ratios instead

@@ -1,7 +1,7 @@
 """How wrong the forecasts have been: the realised peak of each forecast's horizon over what
 was forecast, and the factor a chosen quantile of those ratios puts on the next forecast.
 
-ipa+ provisions ``forecast x quantile_q(realised / forecast)`` over the recent forecasts (a
+ipa-plus provisions ``forecast x quantile_q(realised / forecast)`` over the recent forecasts (a
 split-conformal bound on the ratio, the forecaster treated as a black box) instead of a fixed
 margin: where the forecaster under-shoots bursts the factor grows, where it over-shoots it
 shrinks below 1. Pure functions: the adapter keeps the forecasts and the ratios between calls.
