@@ -23,7 +23,7 @@ from ipa.errors import ConfigError, IpaError
 from ipa.monitoring import prometheus as prom_mod
 from ipa.monitoring.monitor import PrometheusMonitor, per_second_counts
 from ipa.serving import v2
-from ipa.serving.metrics import Registry, WholeSecondCounter, latency_buckets
+from ipa.serving.metrics import Registry, WholeSecondCounter, WholeSecondIntegral, latency_buckets
 from ipa.serving.processes import ProcessError, check_port_free
 from ipa.serving.stack import LiveStack, batch_timeout_s
 
@@ -96,6 +96,23 @@ def test_whole_second_counter_exposes_each_boundary_once_with_its_stamp():
             c.inc(p="a")
             continue
         assert c.lines() == [f'arrivals_total{{p="a"}} {line}']
+
+
+def test_whole_second_integral_gives_each_seconds_mean_level_exactly():
+    now = [100.5]
+    c = WholeSecondIntegral("ongoing_seconds_total", "help", ("s",), clock=lambda: now[0])
+    # the level is 0 from 100.5, 2 from 100.75, 1 from 101.5, 0 from 103.25; by hand, the means of
+    # the seconds (100, 101], (101, 102], (102, 103], (103, 104] are 2 x 0.25 = 0.5,
+    # 2 x 0.5 + 1 x 0.5 = 1.5, 1.0 and 1 x 0.25 = 0.25, so the integral at 101..104 is 0.5, 2, 3, 3.25
+    timeline = [(100.5, 0), (100.75, 2), (100.9, "0.0 100000"), (101.2, "0.5 101000"), (101.5, 1),
+                (101.8, "0.5 101000"), (102.0, "2.0 102000"), (102.6, "2.0 102000"), (103.0, "3.0 103000"),
+                (103.25, 0), (103.3, "3.0 103000"), (104.5, "3.25 104000"), (107.0, "3.25 107000")]
+    for t, event in timeline:
+        now[0] = t
+        if isinstance(event, int):
+            c.set(event, s="a")
+        else:
+            assert c.lines() == [f'ongoing_seconds_total{{s="a"}} {event}'], t
 
 
 @pytest.mark.parametrize("body,code", [

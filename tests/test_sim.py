@@ -111,8 +111,9 @@ def test_fifo_service_times_are_exact_with_a_degenerate_distribution(exact_pipel
 
 def test_each_stages_load_per_second_is_what_fifo_arithmetic_gives(exact_pipeline):
     # 30 requests at t=0 on one detector replica serving each in exactly d seconds: by the end of
-    # second 0 it finished floor(1 / d) of them (their service time is that second's busy time)
-    # and the rest are still at the stage; the classifier has seen the finished ones
+    # second 0 it finished floor(1 / d) of them (their service time is that second's busy time);
+    # the k-th leaves at k * d, so second s holds 30 requests less one for each (k * d, s + 1]
+    # already gone; the classifier has seen the finished ones
     p = exact_pipeline()
     sim = Simulator(p, [0.0] * 30, 0)
     sim.start(config(p, detector=("det-s", 1, 1), classifier=("cls-s", 1, 2)))
@@ -122,7 +123,9 @@ def test_each_stages_load_per_second_is_what_fifo_arithmetic_gives(exact_pipelin
     series = sim.stage_series(0, 2)
     busy, ongoing, ready = series["detector"]
     assert busy == pytest.approx([done_in_0 * d, done_in_1 * d])
-    assert ongoing == [30 - done_in_0, 30 - done_in_0 - done_in_1]
+    left = [k * d for k in range(1, done_in_0 + done_in_1 + 1)]
+    mean_at = [30 - sum(min(1.0, max(0.0, s + 1 - t)) for t in left) for s in (0, 1)]
+    assert ongoing == pytest.approx(mean_at)
     assert ready == [1, 1]
     assert series["classifier"][2] == [2, 2]
     # nothing recorded for seconds not over yet

@@ -59,7 +59,8 @@ class StageSeries:
 
     ``busy_s[i]``: replica-seconds of service finished in second i (a batch's whole service time
     counts in the second it finished, as a Prometheus histogram's ``_sum`` grows);
-    ``ongoing[i]``: requests at the stage, queued or in service, at the end of second i;
+    ``ongoing[i]``: requests at the stage, queued or in service, averaged over second i (the
+    time integral's increase, live and simulated alike);
     ``ready[i]``: replicas ready to serve at the end of second i.
     """
 

@@ -27,7 +27,7 @@ ARRIVALS_METRIC = "ipa_router_requests_whole_seconds_total"
 # each stage's load, for the autoscalers (ipa.backends.base.StageSeries): busy replica-seconds
 # (the stages' compute-time histogram sum, a counter), and two router gauges
 BUSY_METRIC = "ipa_stage_inference_duration_seconds_sum"
-ONGOING_METRIC = "ipa_router_stage_ongoing_requests"
+ONGOING_METRIC = "ipa_router_stage_ongoing_request_seconds_total"
 READY_METRIC = "ipa_router_stage_ready_replicas"
 MAX_GAP_S = 3.0  # samples further apart than this (scrape interval 1 s) mean Prometheus lost data
 
@@ -212,7 +212,7 @@ class PrometheusMonitor:
         out = {}
         for stage in sorted(set(ongoing) & set(ready)):
             per_busy = [_counter_from(pts, first, last) for pts in busy.get(stage, [])]
-            per_ongoing = [gauge_at_boundaries(pts, first, last) for pts in ongoing[stage]]
+            per_ongoing = [_counter_from(pts, first, last) for pts in ongoing[stage]]
             per_ready = [gauge_at_boundaries(pts, first, last) for pts in ready[stage]]
             if any(v is None for v in per_busy + per_ongoing + per_ready):
                 self._stage_note(f"stage {stage}: load metrics have gaps in the last {window_s}s")
@@ -240,7 +240,7 @@ SERIES_QUERIES = {
     "stage_up": "sum by (stage) (ipa_router_stage_up)",
     "drops_total": "sum by (stage) (ipa_router_drops_total)",
     # what the autoscalers act on (StageSeries)
-    "ongoing_requests": f"sum by (stage) ({ONGOING_METRIC})",
+    "ongoing_request_seconds_total": f"sum by (stage) ({ONGOING_METRIC})",
     "busy_seconds_total": f"sum by (stage) ({BUSY_METRIC})",
 }
 

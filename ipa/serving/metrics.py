@@ -105,6 +105,46 @@ class WholeSecondCounter(_Metric):
         return out
 
 
+class WholeSecondIntegral(_Metric):
+    """The time integral of a level (e.g. requests at a stage) as a counter in level-seconds,
+    exposed as of the last whole second and stamped with it, as ``WholeSecondCounter`` is.
+
+    The difference of two neighbouring samples is then the level's exact mean over that
+    wall-clock second. A gauge scraped once a second only samples the level: at light load
+    (0.1 requests at a stage on average) eight samples all read 0 about half the time, and an
+    autoscaler acting on them sees an idle stage.
+    """
+
+    kind = "counter"
+
+    def __init__(self, name: str, help_: str, labels: Iterable[str] = (), clock=time.time):
+        super().__init__(name, help_, labels)
+        self.clock = clock
+
+    def set(self, level: float, **labels: str) -> None:
+        k = self._key(labels)
+        state = self._values.get(k)
+        if state is None:
+            now = self.clock()
+            # [level, since, integral up to since, floor(since), integral up to floor(since)]
+            self._values[k] = [float(level), now, 0.0, math.floor(now), 0.0]
+            return
+        old, since, area, boundary, _ = state  # type: ignore[misc]
+        now = max(self.clock(), since)  # a wall clock stepped back must not make the integral shrink
+        second = math.floor(now)
+        if second > boundary:  # the level held from `since` past the boundary `second`
+            state[3], state[4] = second, area + old * (second - since)  # type: ignore[index]
+        state[0], state[1], state[2] = float(level), now, area + old * (now - since)  # type: ignore[index]
+
+    def lines(self) -> list[str]:
+        boundary = math.floor(self.clock())
+        out = []
+        for k, (level, since, area, last_boundary, area_at_last) in self._values.items():  # type: ignore[misc]
+            value = area + level * (boundary - since) if boundary > last_boundary else area_at_last
+            out.append(f"{self.name}{_labels(self.label_names, k)} {_fmt(value)} {boundary * 1000}")
+        return out
+
+
 class Histogram(_Metric):
     kind = "histogram"
 
@@ -163,6 +203,9 @@ class Registry:
 
     def whole_second_counter(self, name: str, help_: str, labels: Iterable[str] = ()) -> WholeSecondCounter:
         return self.add(WholeSecondCounter(name, help_, labels))
+
+    def whole_second_integral(self, name: str, help_: str, labels: Iterable[str] = ()) -> WholeSecondIntegral:
+        return self.add(WholeSecondIntegral(name, help_, labels))
 
     def histogram(self, name: str, help_: str, buckets: Iterable[float], labels: Iterable[str] = ()) -> Histogram:
         return self.add(Histogram(name, help_, buckets, labels))

@@ -169,9 +169,12 @@ class Router:
                                      latency_buckets(spec.sla_s), ("pipeline",))
         self.m_queue = r.gauge("ipa_router_queue_length", "Requests waiting in a stage's central queue", ("stage",))
         self.m_inflight = r.gauge("ipa_router_inflight_batches", "Batches being served by a stage", ("stage",))
-        # what Ray Serve's autoscaler counts per deployment: requests queued or being served
-        self.m_ongoing = r.gauge("ipa_router_stage_ongoing_requests", "Requests at a stage, queued or in service",
-                                 ("stage",))
+        # what Ray Serve's autoscaler counts per deployment: requests queued or being served; as a
+        # time integral, so each second's mean is exact (a gauge scraped once a second only samples it)
+        self.m_ongoing = r.whole_second_integral(
+            "ipa_router_stage_ongoing_request_seconds_total",
+            "Time integral of the requests at a stage, queued or in service (request-seconds), as of the last whole second",
+            ("stage",))
         self.m_batch = r.histogram("ipa_router_batch_size", "Requests per dispatched batch", BATCH_BUCKETS, ("stage",))
         self.m_batch_cfg = r.gauge("ipa_router_batch_setting", "Configured batch size", ("stage",))
         self.m_drops = r.counter("ipa_router_drops_total", "Requests dropped at a stage's queue (drop limit)",

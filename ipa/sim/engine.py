@@ -71,7 +71,7 @@ class _Replica:
 
 class _Stage:
     __slots__ = ("index", "name", "queue", "idle", "replicas", "target", "serving", "gen", "timer_at", "next",
-                 "busy_total", "busy_at", "ongoing", "ready")
+                 "busy_total", "busy_at", "present", "entered_s", "left_s", "ongoing_at", "ready")
 
     def __init__(self, index: int, name: str):
         self.index = index
@@ -86,10 +86,15 @@ class _Stage:
         self.next: _Stage | None = None
         # at the end of each whole second i (what a live stage's metrics give the autoscalers): the
         # replica-seconds of service finished so far (a counter, as the live histogram's sum),
-        # the requests at the stage and the ready replicas
+        # the request-seconds spent at the stage so far (the live router's integral) and the ready
+        # replicas. The integral at T is left_s + present * T - entered_s: the requests gone
+        # contributed (left - entered), those still here (T - entered); three sums, no per-request work
         self.busy_total = 0.0
         self.busy_at: list[float] = []
-        self.ongoing: list[int] = []
+        self.present = 0          # requests at the stage, queued or in service
+        self.entered_s = 0.0      # sum of the entry times of every request that entered
+        self.left_s = 0.0         # sum of the leaving times of every request that left
+        self.ongoing_at: list[float] = []
         self.ready: list[int] = []
 
 
@@ -317,20 +322,19 @@ class Simulator:
         while self._next_sample <= t:
             for st in self.stages:
                 st.busy_at.append(st.busy_total)
-                in_service = sum(len(r.items) for r in st.replicas if r.items is not None)
-                st.ongoing.append(len(st.queue) + in_service)
+                st.ongoing_at.append(st.left_s + st.present * self._next_sample - st.entered_s)
                 st.ready.append(sum(1 for r in st.replicas if r.ready and not r.retiring))
             self._next_sample += 1
 
     def stage_series(self, first_s: int, until_s: int) -> dict[str, tuple[list, list, list]]:
-        """Per stage, (busy replica-seconds, ongoing requests, ready replicas) of the whole
-        seconds ``first_s .. until_s - 1``, for the seconds already recorded."""
+        """Per stage, (busy replica-seconds, mean requests at the stage, ready replicas) of the
+        whole seconds ``first_s .. until_s - 1``, for the seconds already recorded."""
         out = {}
         for st in self.stages:
-            n = min(until_s, len(st.ongoing))
-            at = st.busy_at
-            busy = [at[i] - (at[i - 1] if i else 0.0) for i in range(first_s, n)]
-            out[st.name] = (busy, st.ongoing[first_s:n], st.ready[first_s:n])
+            n = min(until_s, len(st.ready))
+            busy, ongoing = ([at[i] - (at[i - 1] if i else 0.0) for i in range(first_s, n)]
+                             for at in (st.busy_at, st.ongoing_at))
+            out[st.name] = (busy, ongoing, st.ready[first_s:n])
         return out
 
     def drain(self) -> float:
@@ -341,6 +345,9 @@ class Simulator:
         pending = self.status.count(PENDING)
         if pending:
             raise AssertionError(f"{pending} request(s) without an outcome after draining")  # conservation
+        stuck = {st.name: st.present for st in self.stages if st.present}
+        if stuck:  # the request-seconds integral's bookkeeping missed an arrival or a departure
+            raise AssertionError(f"requests still counted at stages after draining: {stuck}")
         return self.now
 
     def _draw(self, lat: tuple[float, float]) -> float:
@@ -362,6 +369,8 @@ class Simulator:
             return
         st.queue.append(rid)
         self._enq[rid] = t
+        st.present += 1
+        st.entered_s += t
         if st.idle:
             self._dispatch(st, t)
 
@@ -373,6 +382,8 @@ class Simulator:
         while idle and q:
             while q and t - intended[q[0]] > limit:
                 self._drop(q.popleft(), t, st.index)
+                st.present -= 1
+                st.left_s += t
             if not q:
                 return
             rep = idle[-1]
@@ -389,6 +400,8 @@ class Simulator:
                 rid = q.popleft()
                 if t - intended[rid] > limit:
                     self._drop(rid, t, st.index)
+                    st.present -= 1
+                    st.left_s += t
                 else:
                     items.append(rid)
             if not items:
@@ -403,6 +416,8 @@ class Simulator:
         items = rep.items
         rep.items = None
         st.busy_total += t - rep.started
+        st.present -= len(items)
+        st.left_s += t * len(items)
         intended = self.intended
         nxt = st.next
         if nxt is None:
@@ -414,12 +429,16 @@ class Simulator:
             limit = self.drop_limit_s
             q = nxt.queue
             enq = self._enq
+            entered = len(q)
             for rid in items:
                 if t - intended[rid] > limit:
                     self._drop(rid, t, nxt.index)
                 else:
                     q.append(rid)
                     enq[rid] = t
+            entered = len(q) - entered
+            nxt.present += entered
+            nxt.entered_s += t * entered
             if nxt.idle and q:
                 self._dispatch(nxt, t)
         if rep.retiring:
