@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ipa.optimizer.solver import DEFAULT_SOLVER, SOLVERS
 from ipa.runs.experiment import DEFAULT_PREDICTOR, RunSpec, execute
+from ipa.runs.invariants import check_run_folder
 
 PROGRESS_EVERY_S = 2.0  # wall seconds between progress lines; short runs print none
 
@@ -72,10 +73,11 @@ def add_parser(sub) -> None:
 
 
 def _pipeline(args):
-    if not (args.profiles_file or args.pipelines_file or args.variants_file):
-        return None  # the packaged catalogue, loaded by execute
     from ipa.errors import ConfigError
     from ipa.pipelines import load_catalogue, load_pipeline
+
+    if not (args.profiles_file or args.pipelines_file or args.variants_file):
+        return load_pipeline(args.pipeline)  # the packaged catalogue
 
     for option, path in (("--profiles-file", args.profiles_file), ("--pipelines-file", args.pipelines_file),
                          ("--variants-file", args.variants_file)):
@@ -139,15 +141,20 @@ def run(args) -> int:
                    policy_options=parse_policy_options(args.policy_options),
                    tolerate_decision_errors=args.tolerate_decision_errors)
     started = time.perf_counter()
-    s = execute(spec, args.out, force=args.force, requests=args.requests, pipeline=_pipeline(args),
+    pipeline = _pipeline(args)
+    s = execute(spec, args.out, force=args.force, requests=args.requests, pipeline=pipeline,
                 progress=_progress_printer(args.quiet))
     print(f"{args.out}: {s['requests_sent']} sent, {s['requests_on_time']} on time, {s['requests_late']} late, "
           f"{s['requests_dropped']} dropped, {s['requests_failed']} failed "
           f"(SLA violations {100 * s['sla_violation_rate']:.2f}%); PAS {s['pas_mean']:.4f}, "
           f"{s['cost_cores_mean']:.2f} cores; {time.perf_counter() - started:.1f} s")
-    if s["decision_errors"] and not spec.tolerate_decision_errors:
-        print(f"ipa run: error: {s['decision_errors']} decision(s) failed ({s['first_decision_error']}); the "
-              "folder is written for diagnosis, but the run is not a sound result (--tolerate-decision-errors "
-              "accepts it)", file=sys.stderr)
+    # every run checks its own folder: conservation, the router's ledger on a live run, failed
+    # decisions (unless tolerated), cores against configurations
+    problems = check_run_folder(args.out, pipeline)
+    if problems:
+        print(f"ipa run: error: the run folder {args.out} is written for diagnosis, but it is not a sound "
+              f"result ({len(problems)} problem(s)):", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
         return 1
     return 0

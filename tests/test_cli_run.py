@@ -34,6 +34,50 @@ def test_ipa_run_writes_a_complete_sound_folder(catalogue_args, tmp_path, capsys
     assert f"{out}: {summary['requests_sent']} sent" in capsys.readouterr().out
 
 
+def test_a_policy_that_always_raises_makes_ipa_run_fail_unless_tolerated(catalogue_args, tmp_path, capsys,
+                                                                         monkeypatch):
+    import ipa.policies
+
+    real = ipa.policies.make_policy
+    always = [True]
+
+    def raising_policy(*args, **kwargs):
+        inner = real(*args, **kwargs)
+
+        class Raising:
+            name = inner.name
+
+            def initial_state(self, *a, **k):
+                return inner.initial_state(*a, **k)
+
+            def __call__(self, observation, state):
+                if observation.time_s > 0 or always[0]:
+                    raise RuntimeError("weights file unreadable")
+                return inner(observation, state)
+
+        return Raising()
+
+    monkeypatch.setattr(ipa.policies, "make_policy", raising_policy)
+    # raising from the first call: there is no configuration to start from, the run does not start
+    always[0] = True
+    assert ipa_run(catalogue_args, tmp_path / "never", "--workload", "bursty", "--duration", "60") == 2
+    assert "cannot give an initial configuration" in capsys.readouterr().err
+    assert not (tmp_path / "never" / "summary.json").exists()
+    # raising at every adaptation after a sound start: the run ends, and fails
+    always[0] = False
+    out = tmp_path / "run"
+    assert ipa_run(catalogue_args, out, "--workload", "bursty", "--duration", "60") == 1
+    err = capsys.readouterr().err
+    assert "not a sound result" in err and "decision(s) failed" in err and "weights file unreadable" in err
+    summary = json.loads((out / "summary.json").read_text())  # written for diagnosis
+    # decisions at 0, 10, ..., 50 s; the one at 0 s was sound
+    assert summary["decision_errors"] == 5 and "weights file unreadable" in summary["first_decision_error"]
+    # with the tolerance the same run is accepted, its errors still in the summary
+    assert ipa_run(catalogue_args, tmp_path / "tolerant", "--workload", "bursty", "--duration", "60",
+                   "--tolerate-decision-errors") == 0
+    assert json.loads((tmp_path / "tolerant" / "summary.json").read_text())["decision_errors"] == 5
+
+
 def test_a_user_trace_runs(catalogue_args, tmp_path):
     trace = tmp_path / "t.csv"
     trace.write_text("second,rps\n" + "".join(f"{s},{5 + s % 7}\n" for s in range(60)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -59,6 +60,9 @@ class RecordingApiServer:
         self.forbid: list[tuple[str, str]] = []  # (method, path fragment) answered with 403
         self.auto_ready = True  # Deployments report a finished rollout as soon as they change
         self.ready_http = {"/v2/health/ready": 200, "/-/ready": 200}
+        # the router's counters at the end of a run (its /metrics), for the run's ledger
+        self.router_metrics = ('ipa_router_requests_total{pipeline="tiny-video"} 1.0\n'
+                               'ipa_router_responses_total{pipeline="tiny-video",outcome="ok"} 1.0\n')
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,9 +78,10 @@ class RecordingApiServer:
                           "body": json.loads(raw) if raw else None}
                 server.requests.append(record)
                 status, body = server.answer(record)
-                data = json.dumps(body).encode()
+                text = isinstance(body, str)  # the router's /metrics exposition
+                data = body.encode() if text else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/plain; version=0.0.4" if text else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -109,6 +114,8 @@ class RecordingApiServer:
                 return self._status(403, "Forbidden", f'{path} is forbidden: User "test" cannot {method.lower()} it')
         if path in self.ready_http:
             return self.ready_http[path], {}
+        if path == "/metrics":
+            return 200, self.router_metrics
         if path in ("/version", "/version/"):  # the client asks for /version/
             return 200, {"major": "1", "minor": "34", "gitVersion": "v1.34.0"}
         if path.endswith("/pods") and method == "GET":
@@ -527,3 +534,29 @@ def test_failed_rollout_polls_are_written_to_the_run_folder(emulator, tiny_pipel
         rows = list(csv_module.DictReader(f))
     assert rows and all("API server unreachable (injected)" in r["message"] for r in rows)
     assert rows[-1]["message"].startswith("final rollout check")
+
+
+def test_stop_writes_the_routers_ledger_with_its_restarts(emulator, tiny_pipeline, tmp_path):
+    backend, _ = make_backend(emulator, work_dir=tmp_path)
+    cfg = cheapest_configuration(tiny_pipeline)
+    backend.start(tiny_pipeline, cfg, [0.0])
+    emulator.pods[backend.namespace] = [
+        {"metadata": {"name": "router-a", "labels": {"app.kubernetes.io/instance": "router"}},
+         "status": {"containerStatuses": [{"name": "router", "restartCount": 2}]}},
+        {"metadata": {"name": "stage-x", "labels": {"app.kubernetes.io/instance": "stage-x"}},
+         "status": {"containerStatuses": [{"name": "stage", "restartCount": 5}]}}]
+    out = backend.stop()
+    ledger = json.loads(Path(out.extra_files["router_counts.json"]).read_text())
+    assert ledger["received"] == 1 and ledger["answered"] == {"ok": 1}
+    assert ledger["router_restarts"] == 2  # the router pod's, not the stage's
+
+
+def test_a_router_that_cannot_be_read_at_stop_is_a_status_error_not_a_silent_gap(emulator, tiny_pipeline, tmp_path):
+    backend, _ = make_backend(emulator, work_dir=tmp_path)
+    cfg = cheapest_configuration(tiny_pipeline)
+    backend.start(tiny_pipeline, cfg, [0.0])
+    emulator.forbid.append(("GET", "/metrics"))
+    out = backend.stop()
+    assert "router_counts.json" not in out.extra_files
+    assert any("router ledger" in message for _, message in backend.status_errors)
+

@@ -23,6 +23,8 @@ from ipa.pipelines.catalogue import DATA
 from ipa.pipelines.profiles import PROFILE_COLUMNS, read_profile_csv
 from ipa.policies import make_policy
 from ipa.predictors import make_predictor
+from ipa.runs import check_run_folder
+from ipa.runs.ledger import ledger_mismatches
 from ipa.runs.experiment import RunSpec, execute
 
 pytestmark = pytest.mark.live
@@ -54,7 +56,7 @@ def test_ipa_run_on_the_local_backend_writes_a_complete_run_folder(tiny_files, t
     assert summary["complete"] and summary["params"]["backend"] == "local"
     assert summary["params"]["backend_options"] == {"load_time_scale": 0.5}
     for name in ("timeseries.csv", "decisions.csv", "requests.csv", "summary.json", "loadgen_requests.csv",
-                 "prometheus_series.csv", "monitor_log.csv", "process_events.csv", "logs/router.log",
+                 "prometheus_series.csv", "monitor_log.csv", "process_events.csv", "router_counts.json", "logs/router.log",
                  "logs/stage-detector.log", "logs/stage-classifier.log", "logs/loadgen.log", "logs/prometheus.log"):
         assert (out / name).is_file(), name
     assert "serving on http://127.0.0.1" in (out / "logs" / "router.log").read_text()
@@ -68,6 +70,11 @@ def test_ipa_run_on_the_local_backend_writes_a_complete_run_folder(tiny_files, t
     assert summary["requests_sent"] == (summary["requests_completed"] + summary["requests_dropped"]
                                         + summary["requests_failed"])
     assert set(req["status"]) <= {"ok", "late", "dropped", "failed"}
+    # and against the router's own counters, read from its /metrics at the end of the run
+    ledger = json.loads((out / "router_counts.json").read_text())
+    assert ledger["received"] == len(req) and sum(ledger["answered"].values()) == len(req)
+    assert ledger["answered"].get("ok", 0) == summary["requests_completed"]
+    assert check_run_folder(out, pipeline) == []
     # the adapter saw real Prometheus data: observed rates near the offered 6 rps
     dec = pd.read_csv(out / "decisions.csv")
     later = dec[dec["time_s"] > 0]
@@ -98,6 +105,12 @@ def test_load_generator_log_conserves_every_request_and_sends_open_loop(tiny_fil
     assert (latency > 0).all()
     with open(output.extra_files["loadgen_requests.csv"]) as f:
         assert sum(1 for _ in csv.DictReader(f)) == 100
+    # the router's own books agree, drops included (exact: every failure, if any, was its answer)
+    ledger = json.loads(Path(output.extra_files["router_counts.json"]).read_text())
+    assert ledger["received"] == 100 and ledger["answered"].get("dropped", 0) == counts["dropped"]
+    assert sum(ledger["dropped_by_stage"].values()) == counts["dropped"]
+    stage_failed = int((req["detail"].str.startswith("stage-failure") & (req["status"] == "failed")).sum())
+    assert ledger_mismatches(ledger, {**counts, "sent": 100, "stage_failed": stage_failed}) == []
     for name in ("prometheus_series.csv", "logs/router.log", "logs/stage-detector.log", "logs/loadgen.log"):
         assert Path(output.extra_files[name]).exists(), name
     # every status poll that failed is written out (none on a healthy run), not only counted

@@ -12,6 +12,7 @@ import pytest
 from ipa.errors import ConfigError, IpaError
 from ipa.runs import (RunSpec, WALL_CLOCK_SUMMARY_KEYS, check_out_dir, check_run_folder, execute,
                       run_params)
+from ipa.monitoring.router_ledger import ROUTER_COUNTS
 from ipa.runs.series import per_second_mean, per_second_quantiles
 
 SPEC = RunSpec("tiny-video", "ipa", workload="bursty", predictor="max", duration_s=300)
@@ -226,6 +227,39 @@ def _replace_field(text, row, column, value):
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue()
+
+
+def _statuses(folder):
+
+    with open(folder / "requests.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    count = {s: sum(r["status"] == s for r in rows) for s in ("ok", "late", "dropped", "failed")}
+    return len(rows), count
+
+
+def test_the_run_folder_check_holds_the_ledger_against_the_records(tiny_run, tmp_path):
+    pipeline, base = tiny_run
+    folder = tmp_path / "t"
+    shutil.copytree(base / "a", folder)
+    sent, count = _statuses(folder)
+    ledger = {"received": sent, "answered": {"ok": count["ok"] + count["late"], "dropped": count["dropped"],
+                                             "failed": count["failed"]},
+              "dropped_by_stage": {"detector": count["dropped"]}, "failed_by_stage": {"detector": count["failed"]},
+              "router_restarts": 0}
+    (folder / ROUTER_COUNTS).write_text(json.dumps(ledger))
+    assert check_run_folder(folder, pipeline) == []
+    (folder / ROUTER_COUNTS).write_text(json.dumps({**ledger, "received": sent + 1}))
+    assert any("more than the" in p for p in check_run_folder(folder, pipeline))
+
+
+def test_a_live_run_without_the_routers_ledger_fails_the_check(tiny_run, tmp_path):
+    pipeline, base = tiny_run
+    folder = tmp_path / "t"
+    shutil.copytree(base / "a", folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["params"]["backend"] = "local"
+    (folder / "summary.json").write_text(json.dumps(summary))
+    assert any(f"{ROUTER_COUNTS} is missing" in p for p in check_run_folder(folder, pipeline))
 
 
 def test_a_folder_without_summary_is_not_complete(tiny_run, tmp_path):

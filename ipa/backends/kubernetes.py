@@ -30,11 +30,12 @@ from typing import Callable, Protocol, Sequence
 
 from ipa.backends.base import AppliedChange, Monitor, RunOutput, WallClock, write_table
 from ipa.configuration import Configuration
-from ipa.errors import ConfigError
+from ipa.errors import ConfigError, IpaError
 from ipa.k8s.client import ClusterError, KubernetesApi, RolloutTimeout
 from ipa.k8s.manifests import ClusterOptions, stage_object_name, stage_patch
 from ipa.k8s.render import check_configuration, run_objects, stage_memory
 from ipa.k8s.rollout import pod_problem, rollout_done
+from ipa.monitoring.router_ledger import ROUTER_COUNTS, save_router_counts
 from ipa.pipelines.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -384,6 +385,7 @@ class KubernetesBackend:
         try:
             if self._load is not None:
                 requests = self._load.finish()
+            ledger = self._save_router_counts() if requests is not None else {}
             self._stop_watch.set()
             if self._watcher is not None:
                 self._watcher.join(timeout=5)
@@ -392,7 +394,7 @@ class KubernetesBackend:
             except ClusterError as e:
                 log.warning("final rollout check: %s", e)
                 self.status_errors.append((round(self.clock.now(), 3), f"final rollout check: {e}"))
-            extra = {**getattr(self._load, "files", {}), **self._save_logs(), **self._save_status_errors()}
+            extra = {**getattr(self._load, "files", {}), **ledger, **self._save_logs(), **self._save_status_errors()}
         finally:
             self.teardown()
         with self._lock:
@@ -407,6 +409,22 @@ class KubernetesBackend:
                 self._load.interrupt()
         finally:
             self.teardown()
+
+    def _save_router_counts(self) -> dict[str, str]:
+        """The router's ledger once every response is in (the run's check holds it against the
+        records); its restarts from the router pods' container statuses."""
+        if self.settings.work_dir is None:
+            return {}
+        try:
+            pods = self.api.list_pods(self.namespace, "app.kubernetes.io/instance=router")
+            restarts = sum(int(c.get("restartCount") or 0) for pod in pods
+                           for c in (pod.get("status") or {}).get("containerStatuses") or [])
+            return {ROUTER_COUNTS: save_router_counts(self.router_url, self.pipeline.name,
+                                                      Path(self.settings.work_dir) / ROUTER_COUNTS, restarts)}
+        except (ClusterError, IpaError) as e:  # the run's check reports the ledger missing
+            log.warning("router ledger: %s", e)
+            self.status_errors.append((round(self.clock.now(), 3), f"router ledger: {e}"))
+            return {}
 
     def _save_status_errors(self) -> dict[str, str]:
         if self.settings.work_dir is None:

@@ -23,6 +23,7 @@ from ipa.configuration import Configuration
 from ipa.errors import ConfigError, IpaError
 from ipa.loadgen import LoadGenerator, classify, send_lag
 from ipa.monitoring.monitor import PrometheusMonitor, export_series
+from ipa.monitoring.router_ledger import ROUTER_COUNTS, save_router_counts
 from ipa.pipelines.pipeline import Pipeline
 from ipa.serving.spec import MODES
 from ipa.serving.stack import LiveStack
@@ -114,6 +115,15 @@ class LocalBackend:
                 if lag["lag_p99_s"] > 0.1:
                     print(f"local backend: warning: Locust sent late (p99 lag {lag['lag_p99_s']:.3f}s); "
                           "latencies still count from the intended send times", flush=True)
+            if requests is not None:  # every response is in: the router's ledger is final
+                restarts = sum(1 for _, name, event in self.stack.group.events
+                               if name == "router" and event.startswith("restarted"))
+                try:
+                    extra[ROUTER_COUNTS] = save_router_counts(self.stack.router_url, self.pipeline.name,
+                                                              self.work_dir / ROUTER_COUNTS, restarts)
+                except IpaError as e:  # the run's check reports the ledger missing
+                    print(f"local backend: {e}", flush=True)
+                    self.status_errors.append((round(self.clock.now(), 3), str(e)))
             end = time.time()
             self._poll_stop.set()
             if self._poller is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ipa.errors import ConfigError, IpaError
+from ipa.monitoring.router_ledger import ROUTER_COUNTS
 from ipa.outputs import require_writable_dir
 from ipa.runs.tables import DECISION_COLUMNS, DECISION_TIME_COLUMNS, REQUEST_COLUMNS, TIMESERIES_COLUMNS
 
@@ -20,7 +21,7 @@ METADATA = "metadata.json"
 RUN_FILES = ("timeseries.csv", "decisions.csv", "decision_times.csv", "requests.csv", METADATA, SUMMARY)
 # What live backends add (RunOutput.extra_files): these tables at the top, every log under logs/.
 EXTRA_FILES = ("loadgen_requests.csv", "prometheus_series.csv", "monitor_log.csv", "process_events.csv",
-               "status_poll_errors.csv")
+               "status_poll_errors.csv", ROUTER_COUNTS)
 LOGS = "logs"
 # The backend's scratch folder while the run goes on (specs, Prometheus' TSDB, raw logs); removed
 # once the run folder is written, kept in a failed run's folder for diagnosis.

@@ -12,7 +12,10 @@ import json
 import math
 from pathlib import Path
 
+from ipa.backends.registry import LIVE_BACKENDS
+from ipa.monitoring.router_ledger import ROUTER_COUNTS, STAGE_FAILURE_CODE
 from ipa.runs.folder import SUMMARY
+from ipa.runs.ledger import ledger_mismatches
 from ipa.runs.tables import DECISION_COLUMNS, STATUSES, TIMESERIES_COLUMNS
 
 EPS = 1e-6
@@ -110,7 +113,7 @@ def check_run_folder(path: str | Path, pipeline=None) -> list[str]:
     requests = path / "requests.csv"
     if requests.exists():
         counts = {s: 0 for s in STATUSES}
-        total = 0
+        total = stage_failed = 0
         with open(requests, newline="") as f:
             for r in csv.DictReader(f):
                 total += 1
@@ -118,8 +121,16 @@ def check_run_folder(path: str | Path, pipeline=None) -> list[str]:
                     problems.append(f"requests.csv: request {r['id']} has status {r['status']!r}")
                     continue
                 counts[r["status"]] += 1
+                stage_failed += r["status"] == "failed" and r.get("detail", "").startswith(STAGE_FAILURE_CODE)
         if total != sent or any(counts[s] != n[s] for s in STATUSES):
             problems.append(f"conservation: requests.csv holds {total} requests {counts}, the summary {sent} {n}")
+        ledger = path / ROUTER_COUNTS
+        if ledger.exists():
+            problems.extend(ledger_mismatches(json.loads(ledger.read_text()),
+                                              {**counts, "sent": total, "stage_failed": stage_failed}))
+        elif params.get("backend") in LIVE_BACKENDS:
+            problems.append(f"{ROUTER_COUNTS} is missing: the router's own count of the requests was not read, "
+                            "so the records cannot be checked against it (see status_poll_errors.csv)")
 
     # --- decisions ------------------------------------------------------------------------
     decisions = _read_csv(path / "decisions.csv", DECISION_COLUMNS, problems)

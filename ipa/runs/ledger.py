@@ -1,0 +1,63 @@
+"""The router's ledger of a live run's requests (``ipa.monitoring.router_ledger``) against the
+run's records.
+
+The records (``requests.csv``) come from the load generator's log, one row per intended send, so
+they conserve requests by construction; the router counts on its own what reached it and how it
+answered. ``check_run_folder`` holds the two against each other (``ledger_mismatches``):
+
+* every 200 the records hold came from the router, and so did every drop and stage failure:
+  the router's ok, dropped and failed answers equal the records' completed, dropped and
+  stage-failure counts;
+* what the router received is what was sent, and it answered all of it;
+* its per-stage drops and failures add up to its dropped and failed answers.
+
+These are exact when every failure in the records is a router answer. A failure without one (a
+refused connection, a client that gave up waiting) may or may not have reached the router, which
+may answer it after the records were closed; then only bounds hold: the router's answers are at
+least the records', and what it received beyond those is at most the failures without an answer.
+A router that restarted counts only since then; then only "received <= sent" is checked.
+"""
+from __future__ import annotations
+
+
+def ledger_mismatches(router: dict, records: dict[str, int]) -> list[str]:
+    """Where the router's counts (``RouterCounts.as_json``) and the run's records disagree.
+
+    ``records``: ``sent``, the statuses (``ok``, ``late``, ``dropped``, ``failed``) and
+    ``stage_failed``, the failed requests whose answer was the router's stage-failure reply (the
+    other failures never had a router answer: refused connections, client time-outs).
+    """
+    answered = router.get("answered") or {}
+    ok, dropped, failed = (int(answered.get(k, 0)) for k in ("ok", "dropped", "failed"))
+    received = int(router.get("received", -1))
+    sent = records["sent"]
+    completed = records.get("ok", 0) + records.get("late", 0)
+    stage_failed = records.get("stage_failed", 0)
+    client_failed = records.get("failed", 0) - stage_failed
+    # a client that gave up (or a router that restarted) leaves the router with answers the
+    # records do not hold: then only the bounds are exact
+    exact = client_failed == 0 and not router.get("router_restarts")
+    out = []
+    for what, theirs, mine in (("ok answers", ok, completed), ("drop answers", dropped, records.get("dropped", 0)),
+                               ("stage-failure answers", failed, stage_failed)):
+        if theirs != mine if exact else theirs < mine and not router.get("router_restarts"):
+            out.append(f"ledger: the router gave {theirs} {what}, the records hold {mine}")
+    if received > sent:
+        out.append(f"ledger: the router received {received} requests, more than the {sent} sent")
+    elif not router.get("router_restarts") and received - (completed + records.get("dropped", 0) + stage_failed) > client_failed:
+        out.append(f"ledger: the router received {received} requests; the records hold {completed} completed, "
+                   f"{records.get('dropped', 0)} dropped and {stage_failed} stage failures, and only "
+                   f"{client_failed} failures without a router answer to account for the rest")
+    if exact:
+        if ok + dropped + failed != received:
+            out.append(f"ledger: the router received {received} requests but answered {ok + dropped + failed} "
+                       f"(ok {ok}, dropped {dropped}, failed {failed})")
+        if sent != received:
+            out.append(f"ledger: {sent} requests sent, the router received {received}, and no failure "
+                       "without a router answer accounts for the difference")
+        for what, key, total in (("drops", "dropped_by_stage", dropped), ("failures", "failed_by_stage", failed)):
+            by_stage = sum(int(v) for v in (router.get(key) or {}).values())
+            if by_stage != total:
+                out.append(f"ledger: the router's per-stage {what} {router.get(key)} add up to {by_stage}, "
+                           f"its answers to {total}")
+    return out
