@@ -149,6 +149,29 @@ def test_a_predictor_error_and_a_refused_apply_keep_the_configuration():
     assert loop.records[2].status == APPLY_ERROR and loop.records[2].configuration == cfg(1)
 
 
+def test_a_partly_applied_change_becomes_the_loops_configuration():
+    # the backend changed one stage, then failed, and says where it is: the next decision starts
+    # there, so a decision that goes back to the old configuration is applied, not skipped
+    from ipa.errors import ApplyFailed
+
+    half = Configuration({"a": StageConfig("m", 1, 3, 1), "b": StageConfig("m", 1, 1, 1)})
+
+    class HalfWay(FakeBackend):
+        def apply(self, configuration):
+            if self.t == 20.0:
+                raise ApplyFailed("stage b: injected", reached=half)
+            super().apply(configuration)
+
+    backend = HalfWay()
+    readings = {20.0: MonitorReading(20.0, [25.0] * 10), 30.0: MonitorReading(30.0, [5.0] * 10)}
+    backend.readings = readings
+    loop = run_loop(backend, ScriptedPolicy(), duration=40)
+    assert loop.records[2].status == APPLY_ERROR and loop.records[2].configuration == half
+    assert "some stages changed" in loop.records[2].reason
+    # at 30 s the policy wants cfg(1) again: the loop's configuration was the half-way one, so it applies
+    assert ("apply", 30.0, cfg(1)) in backend.calls
+
+
 def test_the_loop_stops_the_backend_when_something_unexpected_escapes():
     backend = FakeBackend()
 

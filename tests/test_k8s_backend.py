@@ -58,6 +58,8 @@ class RecordingApiServer:
         self.objects: dict[str, dict] = {}  # object path -> object
         self.pods: dict[str, list[dict]] = {}  # namespace -> pods to list
         self.forbid: list[tuple[str, str]] = []  # (method, path fragment) answered with 403
+        # injected failures: {method, fragment, times, status, applied (the call takes effect, its answer is lost)}
+        self.fail: list[dict] = []
         self.auto_ready = True  # Deployments report a finished rollout as soon as they change
         self.ready_http = {"/v2/health/ready": 200, "/-/ready": 200}
         # the router's counters at the end of a run (its /metrics), for the run's ledger
@@ -108,6 +110,16 @@ class RecordingApiServer:
                              "updatedReplicas": n, "availableReplicas": ready, "readyReplicas": ready}
 
     def answer(self, r: dict) -> tuple[int, dict]:
+        for f in self.fail:
+            if f["times"] > 0 and f["method"] == r["method"] and f["fragment"] in r["path"] \
+                    and f.get("exclude", "\0") not in r["path"]:
+                f["times"] -= 1
+                if f.get("applied"):  # the call takes effect and its answer is lost
+                    self._answer(r)
+                return self._status(f["status"], "InternalError" if f["status"] >= 500 else "Forbidden", "injected")
+        return self._answer(r)
+
+    def _answer(self, r: dict) -> tuple[int, dict]:
         method, path, body = r["method"], r["path"], r["body"]
         for m, fragment in self.forbid:
             if m == method and fragment in path:
@@ -559,4 +571,101 @@ def test_a_router_that_cannot_be_read_at_stop_is_a_status_error_not_a_silent_gap
     out = backend.stop()
     assert "router_counts.json" not in out.extra_files
     assert any("router ledger" in message for _, message in backend.status_errors)
+
+
+# --- apply reconciles: every call can fail, and cluster and records end equal -----------------
+
+def cluster_state(emulator, backend) -> dict:
+    """What the cluster's stage Deployments hold: stage -> (variant, replicas, cores)."""
+    from ipa.k8s.manifests import stage_state
+    return {s: stage_state(emulator.deployment(backend.namespace, f"stage-{s}")) for s in backend.current.stages}
+
+
+def records_state(cfg: Configuration) -> dict:
+    return {s: (sc.variant, sc.replicas, sc.cores) for s, sc in cfg.stages.items()}
+
+
+def _targets(tiny_pipeline, initial):
+    heavy = tiny_pipeline.stage_profiles["detector"][-1]
+    return {
+        "scale": with_stage(initial, "classifier", replicas=3),
+        "patch": with_stage(initial, "detector", variant=heavy.variant, cores=heavy.base_cores, replicas=2),
+        "router": with_stage(initial, "detector", batch=4),
+    }
+
+
+FRAGMENTS = {"scale": ("PATCH", "/scale", None), "patch": ("PATCH", "/deployments/stage-", "/scale")}
+
+
+@pytest.mark.parametrize("call", ["scale", "patch", "router"])
+@pytest.mark.parametrize("how", ["blink", "refused", "lost"])
+def test_a_failed_call_of_an_apply_leaves_cluster_and_records_equal(emulator, tiny_pipeline, call, how):
+    from ipa.errors import ApplyFailed
+    from ipa.k8s.client import ClusterBusy, ClusterError
+
+    initial = cheapest_configuration(tiny_pipeline)
+    backend, seen = make_backend(emulator, retry_delays_s=(0.0, 0.0))
+    router_failures = {"left": 0}
+    taken = []
+
+    def router_admin(url, pipeline, cfg):
+        if router_failures["left"] > 0:
+            router_failures["left"] -= 1
+            if how == "lost":
+                taken.append(cfg)  # it took it, the answer was lost
+            raise (ClusterBusy if how in ("blink", "lost") else ClusterError)("router: injected")
+        taken.append(cfg)
+
+    backend._router_admin = router_admin
+    backend._router_batches = lambda url: {s: c.batch for s, c in (taken[-1] if taken else initial).stages.items()}
+    backend.start(tiny_pipeline, initial, [])
+    target = _targets(tiny_pipeline, initial)[call]
+    times = 1 if how == "blink" else 99  # a blink is retried away; the others outlast the 3 tries
+    if call == "router":
+        router_failures["left"] = times
+    else:
+        method, fragment, exclude = FRAGMENTS[call]
+        emulator.fail.append({"method": method, "fragment": fragment, "exclude": exclude or "\0",
+                              "times": times, "status": 403 if how == "refused" else 500, "applied": how == "lost"})
+    if how == "blink":
+        backend.apply(target)
+        assert backend.current == target and records_state(target) == cluster_state(emulator, backend)
+        assert any("trying again" in m for _, m in backend.status_errors)
+    else:
+        with pytest.raises(ApplyFailed, match="did not take the whole configuration") as raised:
+            backend.apply(target)
+        # the records say what the cluster holds, whether the failed call took effect or not
+        assert records_state(backend.current) == cluster_state(emulator, backend)
+        assert raised.value.reached == backend.current == backend.applied[-1].configuration
+        want = records_state(target if how == "lost" and call != "router" else initial)
+        assert cluster_state(emulator, backend) == want
+        router_has = taken[-1] if taken else initial
+        assert {s: c.batch for s, c in backend.current.stages.items()} == {s: c.batch for s, c in router_has.stages.items()}
+        # the cluster recovers: the next apply of the same target gets there
+        emulator.fail.clear()
+        router_failures["left"] = 0
+        backend.apply(target)
+        assert backend.current == target and records_state(target) == cluster_state(emulator, backend)
+        assert taken[-1] == target
+    backend.stop()
+
+
+def test_a_stage_that_cannot_be_read_back_is_sent_whole_at_the_next_apply(emulator, tiny_pipeline):
+    from ipa.errors import ApplyFailed
+
+    initial = cheapest_configuration(tiny_pipeline)
+    backend, _ = make_backend(emulator, retry_delays_s=())
+    backend.start(tiny_pipeline, initial, [])
+    target = with_stage(initial, "classifier", replicas=3)
+    emulator.fail.append({"method": "PATCH", "fragment": "/scale", "times": 1, "status": 500, "applied": True})
+    emulator.fail.append({"method": "GET", "fragment": "/deployments/stage-classifier", "times": 1, "status": 500})
+    with pytest.raises(ApplyFailed):
+        backend.apply(target)
+    # unknown, so the same target is not "no change": the whole Deployment goes again
+    before = len(emulator.requests)
+    backend.apply(target)
+    patches = [r for r in emulator.requests[before:] if r["method"] == "PATCH"]
+    assert [p["path"].rsplit("/", 1)[-1] for p in patches] == ["stage-classifier"]
+    assert backend.current == target and records_state(target) == cluster_state(emulator, backend)
+    backend.stop()
 

@@ -164,9 +164,12 @@ class AdapterLoop:
             try:
                 self.backend.apply(chosen)
             except IpaError as e:
-                self.records.append(DecisionRecord(t, APPLY_ERROR, observed, predicted, current, False, 0, decision,
-                                                   f"apply failed: {e}; keeping the configuration", predict_s + took))
-                return current, state
+                # a backend that changed some stages before failing says where it is (ApplyFailed)
+                reached = getattr(e, "reached", None) or current
+                kept = "keeping the configuration" if reached == current else "some stages changed"
+                self.records.append(DecisionRecord(t, APPLY_ERROR, observed, predicted, reached, False, 0, decision,
+                                                   f"apply failed: {e}; {kept}", predict_s + took))
+                return reached, state
         self.records.append(DecisionRecord(t, DECIDED, observed, predicted, chosen, bool(changes), changes,
                                            decision, decision.reason, predict_s + took))
         return chosen, state

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 from ipa.backends.base import AppliedChange, Monitor, RunOutput, WallClock, write_table
-from ipa.configuration import Configuration
-from ipa.errors import ConfigError, IpaError
-from ipa.k8s.client import ClusterError, KubernetesApi, RolloutTimeout
-from ipa.k8s.manifests import ClusterOptions, stage_object_name, stage_patch
+from ipa.configuration import Configuration, StageConfig
+from ipa.errors import ApplyFailed, ConfigError, IpaError
+from ipa.k8s.client import ClusterBusy, ClusterError, ClusterUnreachable, KubernetesApi, RolloutTimeout
+from ipa.k8s.manifests import ClusterOptions, stage_object_name, stage_patch, stage_state
 from ipa.k8s.render import check_configuration, run_objects, stage_memory
 from ipa.k8s.rollout import pod_problem, rollout_done
 from ipa.monitoring.router_ledger import ROUTER_COUNTS, save_router_counts
@@ -67,6 +67,17 @@ def plan_changes(current: Configuration, target: Configuration) -> list[Change]:
     return changes
 
 
+def read_router_batches(router_url: str, timeout_s: float = 5.0) -> dict[str, int]:
+    """The batch size each stage has at the router (its /admin/status), read back after a failed
+    configuration call whose answer may have been lost."""
+    try:
+        with urllib.request.urlopen(router_url.rstrip("/") + "/admin/status", timeout=timeout_s) as response:
+            doc = json.loads(response.read())
+        return {st["stage"]: int(st["batch"]) for st in doc["stages"]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ClusterUnreachable(f"the router's status at {router_url} could not be read: {e}") from None
+
+
 # --- the seams to the live stack (router admin, load generator, monitor) ----------------------
 
 class LoadReplay(Protocol):
@@ -94,8 +105,11 @@ def post_router_configuration(router_url: str, pipeline: Pipeline, configuration
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             response.read()
+    except urllib.error.HTTPError as e:  # the router answered: a 4xx is a bad configuration, a 5xx a blink
+        error = ClusterBusy if e.code >= 500 else ClusterError
+        raise error(f"the router at {router_url} did not take the configuration: {e}") from None
     except (urllib.error.URLError, OSError) as e:
-        raise ClusterError(f"the router at {router_url} did not take the configuration: {e}") from None
+        raise ClusterUnreachable(f"the router at {router_url} did not take the configuration: {e}") from None
 
 
 class LocustLoad:
@@ -172,6 +186,9 @@ class KubernetesSettings:
     endpoint_timeout_s: float = 60.0
     delete_timeout_s: float = 120.0
     poll_s: float = 0.5
+    # pauses between the tries of one apply call on a transient error (unreachable, 409, 429, 5xx);
+    # the IPA artifact tried 3 times (docs/facts.md, fact 28)
+    retry_delays_s: tuple[float, ...] = (0.5, 1.0, 2.0)
     seed: int = 0
     kubeconfig: str | None = None
     context: str | None = None
@@ -183,12 +200,14 @@ class KubernetesBackend:
     def __init__(self, settings: KubernetesSettings | None = None, api: KubernetesApi | None = None,
                  load_factory: LoadFactory | None = None, monitor_factory: MonitorFactory | None = None,
                  router_admin: Callable[[str, Pipeline, Configuration], None] = post_router_configuration,
-                 run_id: str | None = None):
+                 run_id: str | None = None,
+                 router_batches: Callable[[str], dict[str, int]] = read_router_batches):
         self.settings = settings or KubernetesSettings()
         self._api = api
         self._load_factory = load_factory
         self._monitor_factory = monitor_factory
         self._router_admin = router_admin
+        self._router_batches = router_batches
         self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
         self.clock = WallClock()
         self.monitor: Monitor | None = None
@@ -201,8 +220,10 @@ class KubernetesBackend:
         self._load: LoadReplay | None = None
         self._namespace_created = False
         self.pipeline: Pipeline | None = None
-        self.current: Configuration | None = None
+        self.current: Configuration | None = None   # what the cluster and the router hold, as far as known
         self.options: ClusterOptions | None = None
+        self._router_configuration: Configuration | None = None  # the last one the router took
+        self._unknown: set[str] = set()  # stages whose Deployment could not be read back after a failure
 
     # --- names ----------------------------------------------------------------------------
     @property
@@ -238,7 +259,7 @@ class KubernetesBackend:
         """Create the run's namespace and objects and wait until every Deployment is ready;
         on any failure the namespace is deleted before the error propagates."""
         check_configuration(pipeline, initial)
-        self.pipeline, self.current = pipeline, initial
+        self.pipeline, self.current, self._router_configuration = pipeline, initial, initial
         self.options = self._cluster_options(pipeline)
         try:
             version = self.api.server_version()
@@ -290,24 +311,39 @@ class KubernetesBackend:
         check_configuration(self.pipeline, configuration)
         requested = self.clock.now()
         changes = plan_changes(self.current, configuration)
-        touched = []
+        # a stage whose state is unknown since a failed call gets its whole Deployment sent again
+        changes = [c for c in changes if c.kind == "batch" or c.stage not in self._unknown] + [
+            Change(s, "switch", "re-sent whole: its state was unknown after a failed call") for s in sorted(self._unknown)]
+        touched, failures = [], []
         for c in changes:
-            name = stage_object_name(c.stage)
-            cfg = configuration[c.stage]
-            if c.kind == "switch":
-                memory = stage_memory(self.pipeline, c.stage, cfg.variant, self.options.mode, self.options)
-                self.api.patch_deployment(self.namespace, name,
-                                          stage_patch(self.pipeline.name, c.stage, cfg, self.options, memory))
-                touched.append(name)
-            elif c.kind == "scale":
-                self.api.scale(self.namespace, name, cfg.replicas)
-                touched.append(name)
-        if changes:
-            # batch sizes, and the partial-batch timeouts that follow the replica count; the
-            # router also looks up the stages' pods again at once
-            self._router_admin(self.router_url, self.pipeline, configuration)
-        self.current = configuration
+            if c.kind == "batch":
+                continue
+            try:
+                self._retrying(f"{c.kind} of stage {c.stage}", lambda c=c: self._stage_call(c, configuration[c.stage]))
+                self._set_stage(c.stage, configuration[c.stage])
+                self._unknown.discard(c.stage)
+            except ClusterError as e:
+                failures.append(f"stage {c.stage}: {e}")
+                self._read_back(c.stage)
+            if self._stage_matches(c.stage, configuration[c.stage]):  # a lost answer may still have applied
+                touched.append(stage_object_name(c.stage))
+        # batch sizes, and the partial-batch timeouts that follow the replica count, go to the
+        # router (which also looks up the stages' pods again at once); it gets what the stages
+        # hold now, and is sent it again at the next apply until it has taken it
+        for_router = Configuration({s: replace(sc, batch=configuration[s].batch) for s, sc in self.current.stages.items()})
+        if for_router != self._router_configuration:
+            try:
+                self._retrying("the router's configuration",
+                               lambda: self._router_admin(self.router_url, self.pipeline, for_router))
+                self._router_configuration = for_router
+            except ClusterError as e:
+                failures.append(f"router: {e}")
+                self._read_router_back(for_router)
+        self.current = Configuration({s: replace(sc, batch=self._router_configuration[s].batch)
+                                      for s, sc in self.current.stages.items()})
         note = "; ".join(f"{c.stage}: {c.detail}" for c in changes) or "no change"
+        if failures:
+            note += "; failed: " + "; ".join(failures)
         with self._lock:
             # a newer change to the same stages ends the wait for an older one
             for index, names in self._pending:
@@ -316,10 +352,71 @@ class KubernetesBackend:
                                                   note=self.applied[index].note + f"; superseded at {requested:.1f} s")
             self._pending = [(i, n) for i, n in self._pending if not set(n) & set(touched)]
             done_now = requested if not touched else None
-            self.applied.append(AppliedChange(requested, configuration, done_now, note))
+            self.applied.append(AppliedChange(requested, self.current, done_now, note))
             if touched:
                 self._pending.append((len(self.applied) - 1, touched))
-            return self.applied[-1]
+            change = self.applied[-1]
+        if failures:
+            raise ApplyFailed(f"the cluster did not take the whole configuration: {'; '.join(failures)}",
+                              reached=self.current)
+        return change
+
+    def _stage_call(self, change: Change, cfg: StageConfig) -> None:
+        name = stage_object_name(change.stage)
+        if change.kind == "switch":
+            memory = stage_memory(self.pipeline, change.stage, cfg.variant, self.options.mode, self.options)
+            self.api.patch_deployment(self.namespace, name,
+                                      stage_patch(self.pipeline.name, change.stage, cfg, self.options, memory))
+        else:
+            self.api.scale(self.namespace, name, cfg.replicas)
+
+    def _retrying(self, what: str, call: Callable[[], object]) -> None:
+        """``call()``, tried again after each pause of ``retry_delays_s`` while it fails transiently;
+        every failed try is written to the run folder's status errors."""
+        for delay in (*self.settings.retry_delays_s, None):
+            try:
+                call()
+                return
+            except ClusterError as e:
+                retry = e.transient and delay is not None
+                self.status_errors.append((round(self.clock.now(), 3),
+                                           f"apply, {what}: {e}" + (f"; trying again in {delay:g} s" if retry else "")))
+                if not retry:
+                    raise
+                log.warning("apply, %s: %s; trying again in %g s", what, e, delay)
+                time.sleep(delay)
+
+    def _set_stage(self, stage: str, cfg: StageConfig) -> None:
+        """The stage's Deployment holds ``cfg``'s variant, replicas and cores (its batch is the router's)."""
+        self.current = Configuration({s: replace(cfg, batch=sc.batch) if s == stage else sc
+                                      for s, sc in self.current.stages.items()})
+
+    def _stage_matches(self, stage: str, cfg: StageConfig) -> bool:
+        have = self.current[stage]
+        return stage not in self._unknown and (have.variant, have.replicas, have.cores) == (cfg.variant, cfg.replicas, cfg.cores)
+
+    def _read_router_back(self, sent: Configuration) -> None:
+        """After a failed configuration call, the batch sizes the router holds (it may have taken
+        the configuration before its answer was lost); unread, the next apply sends it again."""
+        try:
+            batches = self._router_batches(self.router_url)
+            known = self._router_configuration
+            self._router_configuration = Configuration({
+                s: replace(sent[s] if batches.get(s) == sent[s].batch else known[s], batch=batches.get(s, known[s].batch))
+                for s in known.stages})
+        except ClusterError as e:
+            self.status_errors.append((round(self.clock.now(), 3), f"apply, reading the router back: {e}"))
+
+    def _read_back(self, stage: str) -> None:
+        """After a failed call, what the stage's Deployment holds (the call may have applied before
+        its answer was lost); a stage that cannot be read is sent whole at the next apply."""
+        try:
+            variant, replicas, cores = stage_state(self.api.read_deployment(self.namespace, stage_object_name(stage)))
+        except (ClusterError, ValueError) as e:
+            self._unknown.add(stage)
+            self.status_errors.append((round(self.clock.now(), 3), f"apply, reading stage {stage} back: {e}"))
+            return
+        self._set_stage(stage, StageConfig(variant, self.current[stage].batch, replicas, cores))
 
     def _watch(self) -> None:
         while not self._stop_watch.wait(self.settings.poll_s):

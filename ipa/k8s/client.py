@@ -21,9 +21,20 @@ CRASH_REASONS = ("CrashLoopBackOff", "CreateContainerConfigError", "CreateContai
 class ClusterError(IpaError):
     """Something about the cluster stops the run; the message says what and what to do."""
 
+    transient = False  # whether trying the same call again may succeed
+
 
 class ClusterUnreachable(ClusterError):
-    pass
+    transient = True
+
+
+class ClusterBusy(ClusterError):
+    """The API server answered 409 (a write conflict), 429 (throttled) or 5xx: worth a retry."""
+
+    transient = True
+
+
+TRANSIENT_STATUSES = (409, 429, 500, 502, 503, 504)
 
 
 class ClusterForbidden(ClusterError):
@@ -115,7 +126,8 @@ class KubernetesApi:
                                     f"ConfigMaps, ServiceAccounts, Roles and RoleBindings (see cluster/README.md)")
         if e.status == 401:
             return ClusterForbidden(f"the cluster rejected the credentials ({what}): {message}")
-        return ClusterError(f"{what} failed with HTTP {e.status}: {message}")
+        error = ClusterBusy if e.status in TRANSIENT_STATUSES else ClusterError
+        return error(f"{what} failed with HTTP {e.status}: {message}")
 
     # --- the calls --------------------------------------------------------------------------
     def server_version(self, timeout_s: float = 10.0) -> str:

@@ -284,6 +284,22 @@ def stage_patch(pipeline: str, stage: str, config: StageConfig, options: Cluster
     }
 
 
+def stage_state(deployment: dict) -> tuple[str, int, int]:
+    """(variant, replicas, cores per replica) a stage Deployment asks for: the inverse of
+    ``stage_deployment``/``stage_patch``, read back after a failed call."""
+    spec = deployment.get("spec") or {}
+    template = spec.get("template") or {}
+    variant = ((template.get("metadata") or {}).get("annotations") or {}).get(VARIANT_ANNOTATION)
+    containers = (template.get("spec") or {}).get("containers") or []
+    server = next((c for c in containers if c.get("name") == "server"), None)
+    cpu = str((((server or {}).get("resources") or {}).get("requests") or {}).get("cpu", ""))
+    if variant is None or server is None or not cpu:
+        raise ValueError(f"Deployment {deployment.get('metadata', {}).get('name')!r} is not a stage this "
+                         "backend created (no variant annotation or server container cpu request)")
+    cores = int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)  # the API may normalise 2 to 2000m
+    return variant, int(spec.get("replicas", 1)), int(round(cores))
+
+
 # --- the router -------------------------------------------------------------------------------
 
 def router_args(configuration: Configuration) -> list[str]:
