@@ -61,7 +61,7 @@ class RecordingApiServer:
         # injected failures: {method, fragment, times, status, applied (the call takes effect, its answer is lost)}
         self.fail: list[dict] = []
         self.auto_ready = True  # Deployments report a finished rollout as soon as they change
-        self.ready_http = {"/v2/health/ready": 200, "/-/ready": 200}
+        self.ready_http = {"/v2/health/ready": 200, "/v2/models/tiny-video/ready": 200, "/-/ready": 200}
         # the router's counters at the end of a run (its /metrics), for the run's ledger
         self.router_metrics = ('ipa_router_requests_total{pipeline="tiny-video"} 1.0\n'
                                'ipa_router_responses_total{pipeline="tiny-video",outcome="ok"} 1.0\n')
@@ -489,7 +489,7 @@ def test_a_stuck_switch_during_the_run_is_noted_not_fatal(emulator, tiny_pipelin
 
 
 def test_router_unreachable_after_rollout_cleans_up(emulator, tiny_pipeline):
-    emulator.ready_http["/v2/health/ready"] = 503
+    emulator.ready_http["/v2/models/tiny-video/ready"] = 503
     backend, _ = make_backend(emulator, endpoint_timeout_s=0.3)
     with pytest.raises(Exception, match="the router does not answer"):
         backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])

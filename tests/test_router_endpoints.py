@@ -69,6 +69,26 @@ def test_capacity_is_the_sum_of_answering_endpoints_and_the_freest_is_chosen_tie
     assert q.free_endpoint() is b  # most free replicas first
 
 
+def test_the_routers_readiness_is_its_own_and_the_pipelines_names_the_idle_stage():
+    # a stage with no ready replica (restarting) leaves the router ready, so its Service keeps
+    # sending it requests to queue or drop; the pipeline (the V2 model) is what is not ready
+    from ipa.serving.http import Request
+
+    router = Router(spec({"a": ["127.0.0.1:1"], "b": ["127.0.0.1:2"]}))
+    router.by_name["a"].endpoints = [_endpoint(2, port=1)]
+    router.by_name["b"].endpoints = [_endpoint(0, port=2)]
+
+    def get(path):
+        response = asyncio.run(router.handle(Request("GET", path, {}, {}, b"")))
+        return response.status, json.loads(response.body)
+
+    assert get("/v2/health/ready") == (200, {"ready": True, "stage_capacity": {"a": 2, "b": 0}})
+    status, body = get("/v2/models/p/ready")
+    assert status == 503 and "['b']" in body["error"]
+    router.by_name["b"].endpoints = [_endpoint(1, port=2)]
+    assert get("/v2/models/p/ready") == (200, {"name": "p", "ready": True, "stage_capacity": {"a": 2, "b": 1}})
+
+
 def test_endpoints_follow_the_dns_answers_and_a_failed_lookup_keeps_them():
     dns = ScriptedDns({"stage-cls.ns.svc.cluster.local": ["10.1.0.7", "10.1.0.8"]})
 
@@ -194,7 +214,7 @@ def test_two_stage_processes_behind_one_router_stage(tiny_pipeline, tmp_path):
         base = f"http://127.0.0.1:{router_port}"
         for k, child in children.items():
             wait_http(f"http://127.0.0.1:{ports[k]}/v2/health/ready", child, 30)
-        wait_http(f"{base}/v2/health/ready", router, 30)
+        wait_http(f"{base}/v2/models/{tiny_pipeline.name}/ready", router, 30)
 
         def classifier() -> dict:
             return _get(f"{base}/admin/status")["stages"][1]

@@ -271,7 +271,9 @@ class KubernetesBackend:
                 self.api.create(obj)
             deployments = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"]
             self.wait_for_rollouts(deployments, self.settings.rollout_timeout_s)
-            wait_http_ok(self.router_url + "/v2/health/ready", self.settings.endpoint_timeout_s, "the router")
+            # the pipeline's readiness through the router (every stage serving), not the router's own
+            wait_http_ok(f"{self.router_url}/v2/models/{pipeline.name}/ready", self.settings.endpoint_timeout_s,
+                         "the router")
             wait_http_ok(self.prometheus_url + "/-/ready", self.settings.endpoint_timeout_s, "Prometheus")
         except BaseException as e:
             self._cleanup_after(e)

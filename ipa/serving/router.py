@@ -416,8 +416,11 @@ class Router:
 
     # --- HTTP ---------------------------------------------------------------------------------
     def ready(self) -> bool:
-        """Every stage has a ready replica to serve a request now."""
+        """Every stage has a ready replica to serve a request now (the pipeline's readiness)."""
         return all(q.capacity > 0 for q in self.queues)
+
+    def capacity(self) -> dict[str, int]:
+        return {q.name: q.capacity for q in self.queues}
 
     async def handle(self, req: Request) -> Response:
         path = req.path.rstrip("/")
@@ -425,7 +428,10 @@ class Router:
         if path == "/v2/health/live":
             return v2.ok({"live": True})
         if path == "/v2/health/ready":
-            return v2.ok({"ready": True}) if self.ready() else v2.error("not-ready", "a stage has no ready replica")
+            # the router's own readiness: it answers, queues and drops whatever its stages do, so a
+            # restarting stage must not take it out of its Service (clients would get refused
+            # connections instead of queued or dropped requests); the stages' capacity is reported
+            return v2.ok({"ready": True, "stage_capacity": self.capacity()})
         if path == "/metrics":
             return Response(200, self.registry.render(), CONTENT_TYPE)
         if path == "/admin/status":
@@ -449,8 +455,10 @@ class Router:
             if action == "metadata":
                 return v2.ok(v2.model_metadata(p, ["1"], "ipa-pipeline", parameters=self.status()))
             if action == "ready":
-                return v2.ok({"name": p, "ready": True}) if self.ready() else \
-                    v2.error("not-ready", "a stage has no ready replica")
+                if self.ready():
+                    return v2.ok({"name": p, "ready": True, "stage_capacity": self.capacity()})
+                idle = [name for name, c in self.capacity().items() if c == 0]
+                return v2.error("not-ready", f"stage(s) {idle} have no ready replica")
             if action == "infer":
                 return await self.infer(req)
         return v2.error("not-found", f"no route for {req.method} {req.path}")

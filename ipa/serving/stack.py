@@ -127,7 +127,8 @@ class LiveStack:
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Until every stage has a ready replica (variants loaded)."""
-        wait_http(f"{self.router_url}/v2/health/ready", self.group.children.get("router"), timeout_s)
+        # the pipeline's readiness (every stage serving), not the router's own
+        wait_http(f"{self.router_url}/v2/models/{self.pipeline.name}/ready", self.group.children.get("router"), timeout_s)
 
     def apply(self, configuration: Configuration) -> dict:
         check_configuration(self.pipeline, configuration)
