@@ -13,6 +13,7 @@ import copy
 import json
 from pathlib import Path
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -431,7 +432,7 @@ def test_missing_image_is_detected_and_cleaned_up(emulator, tiny_pipeline):
     emulator.pods[ns] = [_stuck_pod(ns, "stage-detector", {"phase": "Pending", "containerStatuses": [{
         "name": "server", "image": "ipa-bench:dev", "ready": False, "restartCount": 0,
         "state": {"waiting": {"reason": "ErrImagePull", "message": "pull access denied for ipa-bench"}}}]})]
-    backend, seen = make_backend(emulator, rollout_timeout_s=30)
+    backend, seen = make_backend(emulator, rollout_timeout_s=30, problem_grace_s=0.3)  # a pull back-off may clear
     with pytest.raises(ImageMissing, match="ipa-bench:dev.*ErrImagePull.*kind load docker-image"):
         backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
     assert [d["path"] for d in emulator.calls("DELETE")] == [f"/api/v1/namespaces/{ns}"]
@@ -444,10 +445,47 @@ def test_insufficient_capacity_is_detected_and_cleaned_up(emulator, tiny_pipelin
     emulator.pods[ns] = [_stuck_pod(ns, "stage-classifier", {"phase": "Pending", "conditions": [{
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
         "message": "0/1 nodes are available: 1 Insufficient cpu."}]})]
-    backend, _ = make_backend(emulator, rollout_timeout_s=30)
+    backend, _ = make_backend(emulator, rollout_timeout_s=30, problem_grace_s=0.3)
     with pytest.raises(InsufficientCapacity, match="Insufficient cpu"):
         backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
     assert emulator.calls("DELETE")
+
+
+def test_a_rollout_problem_that_clears_within_the_grace_is_waited_out(emulator, tiny_pipeline):
+    # a fresh kind node still tainted not-ready: the pod is unschedulable for a while, then placed
+    emulator.auto_ready = False
+    ns = "ipa-run-tiny-video-t1"
+    emulator.pods[ns] = [_stuck_pod(ns, "stage-classifier", {"phase": "Pending", "conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }."}]})]
+
+    def node_ready():
+        time.sleep(0.5)
+        emulator.pods[ns] = []
+        emulator.auto_ready = True
+        for obj in emulator.objects.values():
+            emulator._settle(obj)
+
+    backend, _ = make_backend(emulator, rollout_timeout_s=10, problem_grace_s=5)
+    helper = threading.Thread(target=node_ready)
+    helper.start()
+    backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
+    helper.join()
+    assert not emulator.calls("DELETE")
+    backend.stop()
+
+
+def test_an_image_that_cannot_exist_fails_at_once_whatever_the_grace(emulator, tiny_pipeline):
+    emulator.auto_ready = False
+    ns = "ipa-run-tiny-video-t1"
+    emulator.pods[ns] = [_stuck_pod(ns, "stage-detector", {"phase": "Pending", "containerStatuses": [{
+        "name": "server", "image": "ipa bench", "ready": False, "restartCount": 0,
+        "state": {"waiting": {"reason": "InvalidImageName", "message": "invalid reference format"}}}]})]
+    backend, _ = make_backend(emulator, rollout_timeout_s=30, problem_grace_s=3600)
+    started = time.monotonic()
+    with pytest.raises(ImageMissing, match="InvalidImageName"):
+        backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
+    assert time.monotonic() - started < 5
 
 
 def test_crash_loop_is_named(emulator, tiny_pipeline):

@@ -183,6 +183,9 @@ class KubernetesSettings:
     prometheus_url: str | None = None
     namespace_prefix: str = "ipa-run"
     rollout_timeout_s: float = 300.0
+    # how long a rollout problem that can clear by itself (unschedulable, image pull back-off) may
+    # last before the rollout is given up (within the rollout deadline)
+    problem_grace_s: float = 60.0
     endpoint_timeout_s: float = 60.0
     delete_timeout_s: float = 120.0
     poll_s: float = 0.5
@@ -457,9 +460,11 @@ class KubernetesBackend:
         return None
 
     def wait_for_rollouts(self, deployments: list[str], timeout_s: float) -> None:
-        """Return when every Deployment has rolled out; raise the diagnosed cause as soon as a pod
-        shows one waiting cannot cure (missing image, no capacity, crash loop), else on timeout."""
+        """Return when every Deployment has rolled out. A diagnosed cause is raised at once when
+        waiting cannot cure it (no such image, a crash loop), after ``problem_grace_s`` when it can
+        (no capacity yet, a pull back-off), else the rollout times out."""
         deadline = time.monotonic() + timeout_s
+        first_seen: dict[str, float] = {}  # problem -> when it was first seen
         while True:
             waiting = {}
             for name in deployments:
@@ -470,7 +475,10 @@ class KubernetesBackend:
                 return
             problem = self._diagnose(list(waiting))
             if problem is not None:
-                raise problem
+                seen = first_seen.setdefault(f"{type(problem).__name__}: {problem}", time.monotonic())
+                if not getattr(problem, "may_clear", False) or time.monotonic() - seen >= self.settings.problem_grace_s:
+                    raise problem
+                log.warning("rollout: %s (waiting up to %.0f s for it to clear)", problem, self.settings.problem_grace_s)
             if time.monotonic() >= deadline:
                 detail = "; ".join(f"{n}: {w}" for n, w in waiting.items())
                 raise RolloutTimeout(f"rollout not done after {timeout_s:.0f} s in namespace {self.namespace}: "

@@ -15,6 +15,8 @@ from ipa.errors import IpaError
 FIELD_MANAGER = "ipa-bench"
 # Container waiting reasons that mean the image will not arrive by waiting.
 IMAGE_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+# Of those, the ones a registry blip or rate limit produces and a later pull can cure.
+PULL_RETRY_REASONS = ("ErrImagePull", "ImagePullBackOff")
 CRASH_REASONS = ("CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
 
 

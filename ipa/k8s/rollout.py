@@ -1,8 +1,8 @@
 """Is a Deployment's rollout done, and if it is stuck, why: pure functions of API objects (dicts)."""
 from __future__ import annotations
 
-from ipa.k8s.client import (CRASH_REASONS, IMAGE_REASONS, ClusterError, ContainerFailing, ImageMissing,
-                            InsufficientCapacity)
+from ipa.k8s.client import (CRASH_REASONS, IMAGE_REASONS, PULL_RETRY_REASONS, ClusterError, ContainerFailing,
+                            ImageMissing, InsufficientCapacity)
 
 
 def rollout_done(deployment: dict) -> tuple[bool, str]:
@@ -27,7 +27,17 @@ def rollout_done(deployment: dict) -> tuple[bool, str]:
 
 
 def pod_problem(pod: dict) -> ClusterError | None:
-    """A condition of ``pod`` that waiting will not cure, as the error naming it, else None."""
+    """A condition of ``pod`` that stops its rollout, as the error naming it, else None. The error's
+    ``may_clear`` says whether it can go away by itself (a node still tainted not-ready, capacity
+    an old pod frees, a pull a registry rate-limited): such a problem is fatal only once it lasts."""
+    error = _problem(pod)
+    if error is not None:
+        error.may_clear = isinstance(error, InsufficientCapacity) or (
+            isinstance(error, ImageMissing) and any(r in str(error) for r in PULL_RETRY_REASONS))
+    return error
+
+
+def _problem(pod: dict) -> ClusterError | None:
     name = pod.get("metadata", {}).get("name", "?")
     status = pod.get("status") or {}
     for cond in status.get("conditions") or []:
