@@ -116,4 +116,6 @@ class PrometheusServer:
 
     def stop(self) -> None:
         if self.child is not None:
-            self.child.stop()
+            # Prometheus flushes its head block on SIGTERM, which takes seconds on a busy machine;
+            # killed midway, a restart on the same TSDB may refuse to open it
+            self.child.stop(grace_s=10.0)
