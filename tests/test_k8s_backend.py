@@ -707,3 +707,36 @@ def test_a_stage_that_cannot_be_read_back_is_sent_whole_at_the_next_apply(emulat
     assert backend.current == target and records_state(target) == cluster_state(emulator, backend)
     backend.stop()
 
+
+
+def test_provisioned_cores_are_the_stage_pods_that_exist_surge_included(emulator, tiny_pipeline):
+    initial = cheapest_configuration(tiny_pipeline)
+    backend, _ = make_backend(emulator)
+    backend.start(tiny_pipeline, initial, [])
+    backend._stop_watch.set()  # the test polls by hand
+    ns = backend.namespace
+
+    def server_pod(name, cpu, phase="Running"):
+        return {"metadata": {"name": name, "labels": {"app.kubernetes.io/name": "ipa-model-server"}},
+                "spec": {"containers": [{"name": "server", "resources": {"requests": {"cpu": cpu}}}]},
+                "status": {"phase": phase}}
+
+    base = initial.total_cores
+    # a rolling update mid-way: the old pods still run, the new ones (2 cores each, one given back
+    # by the API as 2000m) already exist; a finished pod holds nothing
+    emulator.pods[ns] = [server_pod(f"old-{i}", "1") for i in range(base)] + [
+        server_pod("new-0", "2"), server_pod("new-1", "2000m", "Pending"), server_pod("done", "4", "Succeeded")]
+    backend.poll_cores()
+    assert backend._cores[-1][1] == base + 4
+    # the surge is gone: back to the configuration's cores
+    emulator.pods[ns] = [server_pod(f"old-{i}", "1") for i in range(base)]
+    backend.poll_cores()
+    assert backend._cores[-1][1] == base
+    # pods not created yet never make the record fall below what the configuration asks for
+    emulator.pods[ns] = []
+    backend.apply(with_stage(initial, "classifier", replicas=initial["classifier"].replicas + 2))
+    backend.poll_cores()
+    want = base + 2 * initial["classifier"].cores
+    assert backend._cores[-1][1] == want and backend.applied[-1].requested_at_s <= backend._cores[-1][0]
+    out = backend.stop()
+    assert out.provisioned_cores == backend._cores and [c for _, c in out.provisioned_cores][:1] == [base]

@@ -32,7 +32,7 @@ from ipa.backends.base import AppliedChange, Monitor, RunOutput, WallClock, writ
 from ipa.configuration import Configuration, StageConfig
 from ipa.errors import ApplyFailed, ConfigError, IpaError
 from ipa.k8s.client import ClusterBusy, ClusterError, ClusterUnreachable, KubernetesApi, RolloutTimeout
-from ipa.k8s.manifests import ClusterOptions, stage_object_name, stage_patch, stage_state
+from ipa.k8s.manifests import SERVER_APP, ClusterOptions, pod_cores, stage_object_name, stage_patch, stage_state
 from ipa.k8s.render import check_configuration, run_objects, stage_memory
 from ipa.k8s.rollout import pod_problem, rollout_done
 from ipa.monitoring.router_ledger import ROUTER_COUNTS, save_router_counts
@@ -227,6 +227,10 @@ class KubernetesBackend:
         self.options: ClusterOptions | None = None
         self._router_configuration: Configuration | None = None  # the last one the router took
         self._unknown: set[str] = set()  # stages whose Deployment could not be read back after a failure
+        # (run time, cores) from then on: the stage pods that exist (a rolling update's surge, pods
+        # still loading or terminating included), never below what the configuration asks for
+        self._cores: list[tuple[float, float]] = []
+        self._pod_cores = 0.0
 
     # --- names ----------------------------------------------------------------------------
     @property
@@ -287,6 +291,7 @@ class KubernetesBackend:
         try:
             self._load = self._make_load(send_times_s)  # launched and waiting for its t0
             self.clock.reset()
+            self._cores = [(0.0, float(initial.total_cores))]
             self.monitor = self._make_monitor()
             self._watcher = threading.Thread(target=self._watch, name="k8s-rollouts", daemon=True)
             self._watcher.start()
@@ -361,6 +366,7 @@ class KubernetesBackend:
             if touched:
                 self._pending.append((len(self.applied) - 1, touched))
             change = self.applied[-1]
+        self._record_cores(requested)  # from the request on, as the configuration: the watcher sees the pods later
         if failures:
             raise ApplyFailed(f"the cluster did not take the whole configuration: {'; '.join(failures)}",
                               reached=self.current)
@@ -423,9 +429,24 @@ class KubernetesBackend:
             return
         self._set_stage(stage, StageConfig(variant, self.current[stage].batch, replicas, cores))
 
+    def _record_cores(self, at_s: float | None = None) -> None:
+        with self._lock:
+            cores = max(self._pod_cores, float(self.current.total_cores))
+            if not self._cores or cores != self._cores[-1][1]:
+                t = self.clock.now() if at_s is None else at_s
+                self._cores.append((max(t, self._cores[-1][0]) if self._cores else t, cores))
+
+    def poll_cores(self) -> None:
+        """The cores the run's stage pods request now (what the cluster reserves, or will once they
+        are scheduled)."""
+        pods = self.api.list_pods(self.namespace, f"app.kubernetes.io/name={SERVER_APP}")
+        self._pod_cores = sum(pod_cores(p) for p in pods)
+        self._record_cores()
+
     def _watch(self) -> None:
         while not self._stop_watch.wait(self.settings.poll_s):
             try:
+                self.poll_cores()
                 self.poll_rollouts()
             except ClusterError as e:  # the API can blink; the run goes on, the run folder says so
                 log.warning("rollout watch: %s", e)
@@ -505,8 +526,8 @@ class KubernetesBackend:
         finally:
             self.teardown()
         with self._lock:
-            applied = list(self.applied)
-        return RunOutput(requests=requests, applied=applied, extra_files=extra)
+            applied, cores = list(self.applied), list(self._cores)
+        return RunOutput(requests=requests, applied=applied, extra_files=extra, provisioned_cores=cores)
 
     def abort(self) -> None:
         """The run was cut short (Ctrl-C, SIGTERM, an error): stop the load now instead of letting it

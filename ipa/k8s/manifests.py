@@ -296,8 +296,21 @@ def stage_state(deployment: dict) -> tuple[str, int, int]:
     if variant is None or server is None or not cpu:
         raise ValueError(f"Deployment {deployment.get('metadata', {}).get('name')!r} is not a stage this "
                          "backend created (no variant annotation or server container cpu request)")
-    cores = int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)  # the API may normalise 2 to 2000m
-    return variant, int(spec.get("replicas", 1)), int(round(cores))
+    return variant, int(spec.get("replicas", 1)), int(round(cpu_cores(cpu)))
+
+
+def cpu_cores(quantity: str) -> float:
+    """A CPU quantity as cores: "2", "1.5" or "2000m" (the API may give back 2 as 2000m)."""
+    q = str(quantity)
+    return int(q[:-1]) / 1000 if q.endswith("m") else float(q)
+
+
+def pod_cores(pod: dict) -> float:
+    """The CPU a pod requests (every container), as cores; 0 for a pod that has finished."""
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return 0.0
+    return sum(cpu_cores(((c.get("resources") or {}).get("requests") or {}).get("cpu", "0"))
+               for c in (pod.get("spec") or {}).get("containers") or [])
 
 
 # --- the router -------------------------------------------------------------------------------
