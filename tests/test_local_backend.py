@@ -3,6 +3,7 @@ the adapter loop driving it, and the run folder it produces."""
 from __future__ import annotations
 
 import csv
+import os
 import json
 import re
 import threading
@@ -207,6 +208,35 @@ def test_real_mode_serves_built_models_end_to_end(tmp_path):
     series = pd.read_csv(output.extra_files["prometheus_series.csv"])
     assert not series.empty
     del out
+
+
+@pytest.mark.torch
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux CPU affinity and 2 CPUs")
+def test_real_mode_replicas_of_all_stages_are_pinned_to_cpus_of_their_own(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from ipa.configuration import Configuration, StageConfig
+    from ipa.serving.stack import LiveStack
+
+    pipeline = _quick_real_pipeline(tmp_path, detector_s=0.6, classifier_s=0.1)
+    one_each = Configuration({"detector": StageConfig("PekingU/rtdetr_r18vd", 1, 1, 1),
+                              "classifier": StageConfig("microsoft/resnet-18", 1, 1, 1)})
+    stack = LiveStack(pipeline, tmp_path / "stack", mode="real", quick=True, prometheus=False)
+    try:
+        stack.start(one_each, timeout_s=120)
+        status = {s: stack.stage_status(s) for s in pipeline.stage_names}
+        cpus = [tuple(c) for s in status.values() for c in s["replica_cpus"]]
+        # two stage processes, one replica each, on a 2-CPU machine: one CPU each, none shared
+        assert len(cpus) == 2 and len(set(cpus)) == 2 and all(len(c) == 1 for c in cpus), status
+        assert all(not s["shared_cpus"] for s in status.values())
+        # a third replica has no CPU of its own: it shares one, and the stage's log says so
+        stack.apply(Configuration({**one_each.stages, "classifier": StageConfig("microsoft/resnet-18", 1, 2, 1)}))
+        stack.wait_ready(120)
+        assert stack.stage_status("classifier")["shared_cpus"]
+        assert "oversubscribed" in (tmp_path / "stack" / "logs" / "stage-classifier.log").read_text()
+    finally:
+        stack.stop()
 
 
 @pytest.mark.torch

@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ipa.serving.cpus import claim_cpus, pin_this_thread
 from ipa.serving.spec import StageSpec, VariantSpec
 
 
@@ -45,20 +46,21 @@ class EmulatedCompute:
 
 
 class RealCompute:
-    """One built model per replica; forward passes run on a worker thread (torch frees the GIL)."""
-
-    _executor: ThreadPoolExecutor | None = None
+    """One built model per replica, run on the replica's own thread (torch frees the GIL), pinned
+    to CPUs the replica claimed for itself (ipa.serving.cpus)."""
 
     def __init__(self, spec: StageSpec, variant: VariantSpec, cores: int):
         self.spec, self.variant, self.cores = spec, variant, cores
         self.model: Any = None
         self._calls: dict[int, Any] = {}
+        # pinned where a stack hands out the machine's CPUs (the local backend); a Kubernetes pod
+        # sees the node's CPUs and gets its share from its CPU limit, so it is not pinned
+        self.claim = claim_cpus(cores, spec.cpu_lock_dir) if spec.cpu_lock_dir else None
+        pin = {"initializer": pin_this_thread, "initargs": (self.claim.cpus,)} if self.claim else {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replica", **pin)
 
-    @classmethod
-    def executor(cls) -> ThreadPoolExecutor:
-        if cls._executor is None:
-            cls._executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="replica")
-        return cls._executor
+    def executor(self) -> ThreadPoolExecutor:
+        return self._executor
 
     def _build(self) -> None:
         import torch
@@ -107,6 +109,9 @@ class RealCompute:
     def unload(self) -> None:
         self.model = None
         self._calls.clear()
+        self._executor.shutdown(wait=False)
+        if self.claim is not None:
+            self.claim.release()
 
 
 def make_compute(spec: StageSpec, variant: VariantSpec, cores: int, rng: random.Random):
@@ -116,7 +121,8 @@ def make_compute(spec: StageSpec, variant: VariantSpec, cores: int, rng: random.
 
 
 def set_torch_threads(cores: int) -> None:
-    """Real mode: the stage's torch intra-op threads = its provisioned cores (capped by the machine)."""
+    """Real mode: torch's intra-op threads = one replica's cores (capped by the machine); each
+    replica's thread is pinned to its own CPUs, so the replicas do not share a pool."""
     import os
 
     import torch

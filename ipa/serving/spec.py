@@ -38,6 +38,9 @@ class StageSpec:
     quick: bool = False  # real mode: the tiny model of the same family (ipa.profiling.quick)
     load_time_scale: float = 1.0  # emulated: multiply profiled load times (tests shorten them)
     seed: int = 0
+    # real: where replicas claim CPUs to be pinned to (one folder per stack, so stage processes do
+    # not pin to the same CPU); None: not pinned (a Kubernetes pod, limited by its CPU quota)
+    cpu_lock_dir: str | None = None
 
     def variant(self, name: str) -> VariantSpec:
         try:
@@ -84,7 +87,7 @@ def parse_endpoint(entry: str) -> tuple[str, int]:
 
 
 def stage_specs(pipeline: Pipeline, mode: str = "emulated", quick: bool = False, load_time_scale: float = 1.0,
-                seed: int = 0, max_batch: int = 64) -> dict[str, StageSpec]:
+                seed: int = 0, max_batch: int = 64, cpu_lock_dir: str | None = None) -> dict[str, StageSpec]:
     if mode not in MODES:
         raise ConfigError(f"serving mode must be one of {MODES}, got {mode!r}")
     out = {}
@@ -98,7 +101,7 @@ def stage_specs(pipeline: Pipeline, mode: str = "emulated", quick: bool = False,
                 {"task": v.task, "config_class": v.config_class, "head_class": v.head_class,
                  "config_kwargs": dict(v.config_kwargs), "name": v.name})
         out[stage.name] = StageSpec(stage.name, pipeline.stage_sla_s[stage.name], asdict(stage.input), variants,
-                                    mode, quick, load_time_scale, seed * 1000 + i)
+                                    mode, quick, load_time_scale, seed * 1000 + i, cpu_lock_dir)
     return out
 
 

@@ -56,7 +56,9 @@ class LiveStack:
                  log=None):
         self.pipeline, self.folder, self.mode, self.host = pipeline, Path(folder), mode, host
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.specs = stage_specs(pipeline, mode, quick, load_time_scale, seed)
+        # one CPU-claim folder for every stage process of the stack (real mode pins replicas)
+        self.specs = stage_specs(pipeline, mode, quick, load_time_scale, seed,
+                                 cpu_lock_dir=str(Path(folder).resolve() / "cpus"))
         if router_port:
             check_port_free(router_port, host)
         self.router_port = router_port or free_port(host)

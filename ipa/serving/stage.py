@@ -94,14 +94,19 @@ class StageServer:
             # old replicas keep serving until the new variant is fully up
             if r.state == LOADING or ready_mine >= want:
                 self._retire(r)
-        if self.spec.mode == "real":
-            set_torch_threads(sum(r.cores for r in self.replicas))
+        if self.spec.mode == "real" and self.replicas:
+            set_torch_threads(max(r.cores for r in self.replicas))
         self._update_gauges()
 
     def _add(self) -> None:
         c = self.config
         variant = self.spec.variant(c.variant)
         r = Replica(next(self._ids), c.variant, c.cores, make_compute(self.spec, variant, c.cores, self._rng))
+        claim = getattr(r.compute, "claim", None)
+        shared = claim.shared if claim is not None else ()
+        if shared:  # the machine has fewer free CPUs than the configuration provisions
+            log(f"warning: replica {r.id} ({c.variant}, {c.cores} core(s)) shares CPU(s) {list(shared)} with "
+                "another replica: the machine is oversubscribed and its latencies are not the profiled ones")
         self.replicas.append(r)
         r.load_task = asyncio.get_running_loop().create_task(self._load(r))
 
@@ -183,7 +188,13 @@ class StageServer:
                 "loading": by_state[LOADING], "draining": by_state[DRAINING],
                 "busy": sum(1 for r in self.replicas if r.busy),
                 "cores": sum(r.cores for r in self.replicas), "waiting": len(self.waiters),
-                "variants": sorted({r.variant for r in self.replicas})}
+                "variants": sorted({r.variant for r in self.replicas}),
+                # real mode: the CPUs each replica is pinned to, and those it shares with another
+                "replica_cpus": [list(c.cpus) for c in self._claims()],
+                "shared_cpus": sorted({cpu for c in self._claims() for cpu in c.shared})}
+
+    def _claims(self) -> list:
+        return [r.compute.claim for r in self.replicas if getattr(r.compute, "claim", None) is not None]
 
     # --- HTTP ---------------------------------------------------------------------------------
     async def handle(self, req: Request) -> Response:
