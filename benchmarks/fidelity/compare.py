@@ -7,6 +7,14 @@ within 20 % (of the live value). Prints the comparison; exit code 0 pass, 1 fail
 
     python benchmarks/fidelity/compare.py                     # video, bursty, ipa, 300 s, seed 0
     python benchmarks/fidelity/compare.py --pipeline tiny-video --pipelines-file ... --duration 60
+
+Against real compute (the live replicas run the full-size models, each pinned to a core of its
+own; README "Real compute"), at low load and above capacity:
+
+    python benchmarks/fidelity/compare.py --mode real --pipelines-file benchmarks/fidelity/real-compute.yaml \
+        --pipeline audio-sent-2core --workload constant-0.5 --duration 120
+    python benchmarks/fidelity/compare.py --mode real --pipelines-file benchmarks/fidelity/real-compute.yaml \
+        --pipeline audio-sent-2core --workload constant-2.5 --duration 120
 """
 from __future__ import annotations
 
@@ -54,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pipelines-file", type=Path)
     ap.add_argument("--variants-file", type=Path)
     ap.add_argument("--profiles-file", type=Path)
+    ap.add_argument("--mode", choices=("emulated", "real"), default="emulated",
+                    help="the live replicas: hold for a drawn profiled latency, or run the real model")
     a = ap.parse_args(argv)
     try:
         from ipa.pipelines import load_catalogue, load_pipeline
@@ -63,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         summaries, folders = {}, {}
         for backend in ("sim", "local"):
             spec = RunSpec(pipeline=a.pipeline, policy=a.policy, workload=a.workload, predictor=a.predictor,
-                           backend=backend, seed=a.seed, duration_s=a.duration)
-            out = a.out / f"{a.pipeline}-{a.workload}-{a.policy}-{a.duration}s-seed{a.seed}-{backend}"
+                           backend=backend, seed=a.seed, duration_s=a.duration,
+                           backend_options={"mode": a.mode} if backend == "local" else {})
+            live = f"-{a.mode}" if backend == "local" and a.mode != "emulated" else ""
+            out = a.out / f"{a.pipeline}-{a.workload}-{a.policy}-{a.duration}s-seed{a.seed}-{backend}{live}"
             print(f"running {backend} ({a.duration} s{' of wall time' if backend == 'local' else ''}) -> {out}",
                   flush=True)
             execute(spec, out, force=True, requests=True, pipeline=pipeline, argv=sys.argv)
@@ -74,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fidelity: error: {e}", file=sys.stderr)
         return 2
     rows = compare(summaries["sim"], summaries["local"])
-    print(f"\n{a.pipeline} / {a.workload} / {a.policy} / {a.predictor}, first {a.duration} s, seed {a.seed}")
+    import os
+    print(f"\n{a.pipeline} / {a.workload} / {a.policy} / {a.predictor}, first {a.duration} s, seed {a.seed}, "
+          f"live mode {a.mode}; load average now {os.getloadavg()}")
     print(f"{'metric':<22}{'sim':>12}{'local':>12}{'difference':>14}{'tolerance':>12}  verdict")
     for key, s, lv, diff, tol, ok in rows:
         kind = TOLERANCES[key][0]
