@@ -65,3 +65,13 @@ def test_ipa_run_in_real_mode_refuses_before_starting_anything(tmp_path, capsys,
     err = capsys.readouterr().err
     assert rc == 2 and "1 core(s)" in err and "refusing before starting" in err
     assert not out.exists()  # no work folder, no process logs: nothing was started
+
+
+def test_a_local_run_on_nominal_cores_beyond_the_machine_is_named_not_silent():
+    from ipa.runs.capacity import nominal_cores_note
+
+    note = nominal_cores_note("local", {"mode": "emulated"}, 7, cores=2)
+    assert "up to 7 cores on this 2-core machine" in note and "emulated replicas" in note and "nominal" in note
+    assert "quick stand-in builds" in nominal_cores_note("local", {"mode": "real", "quick": True}, 3, cores=2)
+    assert nominal_cores_note("local", {"mode": "emulated"}, 2, cores=2) is None  # fits
+    assert nominal_cores_note("sim", {}, 50, cores=2) is None  # the simulator computes nothing here

@@ -76,6 +76,11 @@ def test_ipa_run_on_the_local_backend_writes_a_complete_run_folder(tiny_files, t
     assert ledger["received"] == len(req) and sum(ledger["answered"].values()) == len(req)
     assert ledger["answered"].get("ok", 0) == summary["requests_completed"]
     assert check_run_folder(out, pipeline) == []
+    # the cores it held on this machine are said, with a warning when they exceed it (emulated)
+    from ipa.runs.capacity import machine_cores
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["peak_provisioned_cores"] >= summary["cost_cores_mean"]
+    assert (meta["cores_warning"] is not None) == (meta["peak_provisioned_cores"] > machine_cores())
     # the adapter saw real Prometheus data: observed rates near the offered 6 rps
     dec = pd.read_csv(out / "decisions.csv")
     later = dec[dec["time_s"] > 0]

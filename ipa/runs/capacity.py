@@ -87,3 +87,18 @@ def check_fits_machine(policy, pipeline, first_rate_rps: float, peak_rate_rps: f
         f"({stages}): refusing before starting, since an oversubscribed run measures the machine, not the "
         f"policy. {fits[0].upper() + fits[1:]}; or use --mode emulated (replicas hold for their profiled "
         f"latency and need no cores of their own), or a machine with {need} cores.")
+
+
+def nominal_cores_note(backend: str, options: dict, peak_cores: float, cores: int | None = None) -> str | None:
+    """What to tell the user of a local run that provisioned more cores than the machine has but
+    does not compute on them (emulated replicas, or quick stand-in builds): the cores are nominal,
+    what a cluster would need, and the latencies are the profiles', not this machine's. None when
+    the run fits, or when it is not a local run (a real-mode one that does not fit never starts)."""
+    cores = machine_cores() if cores is None else cores
+    if backend != "local" or peak_cores <= cores:
+        return None
+    what = "quick stand-in builds" if options.get("quick") else "emulated replicas (they sleep a profiled latency)"
+    return (f"the run provisioned up to {peak_cores:g} cores on this {cores}-core machine with {what}: those "
+            f"cores are nominal (what a cluster would reserve), not computed on here, and the latencies "
+            f"follow the profiles, not this machine; use --mode real on a machine with {math.ceil(peak_cores)} "
+            f"cores to measure them")

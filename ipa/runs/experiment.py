@@ -21,7 +21,7 @@ from ipa.backends.registry import BACKENDS, LIVE_BACKENDS, backend_options, chec
 from ipa.errors import ConfigError
 from ipa.optimizer.solver import DEFAULT_SOLVER
 from ipa.predictors.base import in_trace_units
-from ipa.runs.capacity import check_fits_machine, peak_per_second
+from ipa.runs.capacity import check_fits_machine, nominal_cores_note, peak_per_second
 from ipa.runs.folder import WORK_DIR, check_out_dir, write_run_folder
 from ipa.runs.tables import build_tables
 
@@ -217,6 +217,11 @@ def execute(spec: RunSpec, out_dir: str | Path, *, force: bool = False, requests
                           with_requests=requests or spec.backend in LIVE_BACKENDS)
     tables["summary"]["versions"] = _versions()
     tables["summary"]["git_revision"] = _git("rev-parse", "HEAD")
+    peak_cores = max((c for _, c in output.provisioned_cores), default=0.0) or max(
+        (a.configuration.total_cores for a in output.applied), default=0)
+    note = nominal_cores_note(spec.backend, params["backend_options"], peak_cores)
+    if note:
+        print(f"ipa run: warning: {note}", file=sys.stderr, flush=True)
     meta = {
         "started_at": started_wall.isoformat(), "ended_at": datetime.now(timezone.utc).isoformat(),
         "wall_s": wall_s, "command": argv if argv is not None else sys.argv,
@@ -224,6 +229,8 @@ def execute(spec: RunSpec, out_dir: str | Path, *, force: bool = False, requests
         "workload_provenance": workload.provenance,
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpus": os.cpu_count(), "hostname": platform.node()},
+        "peak_provisioned_cores": peak_cores,
+        "cores_warning": note,
     }
     write_run_folder(out_dir, tables, meta, output.extra_files)
     shutil.rmtree(work, ignore_errors=True)
