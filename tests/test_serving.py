@@ -4,6 +4,7 @@ synthetic tiny pipeline (tests/conftest.py) with load times shortened."""
 from __future__ import annotations
 
 import json
+import struct
 import math
 import os
 import signal
@@ -239,6 +240,59 @@ def test_v2_routes_and_errors_are_served_and_counted(stack_factory):
     assert metric(stage_text, "ipa_stage_items_total") == 1
     assert get(f"{s.router_url}/v2/models/nope/ready")[0] == 404
     assert metric(get(f"{s.router_url}/metrics")[1].decode(), "ipa_router_bad_requests_total", code="unknown-model") == 2
+
+
+@pytest.mark.live
+def test_the_official_triton_http_client_infers_through_the_router_binary_and_json(stack_factory, tiny_pipeline):
+    import numpy as np
+    httpclient = pytest.importorskip("tritonclient.http")
+    s = stack_factory()
+    client = httpclient.InferenceServerClient(s.router_url.removeprefix("http://"))
+    name = tiny_pipeline.name
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(name)
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+    x = np.array([[1.0, 2.0, 3.5]], dtype=np.float32)
+    # each stage answers the sum of its row (the stand-in model), so the pipeline gives 6.5
+    for binary_in, binary_out in ((True, True), (True, False), (False, True), (False, False)):
+        inp = httpclient.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x, binary_data=binary_in)
+        out = httpclient.InferRequestedOutput("output", binary_data=binary_out)
+        result = client.infer(name, [inp], outputs=[out])
+        assert result.as_numpy("output").tolist() == [[6.5]], (binary_in, binary_out)
+    inp = httpclient.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)  # the client's defaults: binary input, every output as it comes
+    assert client.infer(name, [inp]).as_numpy("output").tolist() == [[6.5]]
+    client.close()
+
+
+@pytest.mark.live
+def test_malformed_binary_requests_are_named_counted_and_the_router_keeps_serving(stack_factory):
+    s = stack_factory()
+    head = json.dumps({"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32",
+                                   "parameters": {"binary_data_size": 8}}]}).encode()
+    raw = struct.pack("<2f", 1.0, 2.0)
+
+    def send(body: bytes, header_length: int) -> tuple[int, dict]:
+        req = urllib.request.Request(s.infer_url, data=body, method="POST",
+                                     headers={"Inference-Header-Content-Length": str(header_length)})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, {}
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    assert send(head + raw, len(head))[0] == 200
+    code, err = send(head + raw, len(head) + 100)  # the header claims more than the body holds
+    assert code == 400 and "Inference-Header-Content-Length" in err["error"]
+    code, err = send(head + raw + b"\0\0\0\0", len(head))  # bytes no input accounts for
+    assert code == 400 and "disagree" in err["error"]
+    short = head.replace(b'"binary_data_size": 8', b'"binary_data_size": 4')
+    code, err = send(short + raw[:4], len(short))  # 4 bytes for a [1, 2] FP32 tensor
+    assert code == 400 and err["error"].startswith("bad-shape")
+    assert send(head + raw, len(head))[0] == 200  # and it keeps serving
+    text = get(f"{s.router_url}/metrics")[1].decode()
+    assert metric(text, "ipa_router_bad_requests_total", code="bad-request") == 2
+    assert metric(text, "ipa_router_bad_requests_total", code="bad-shape") == 1
 
 
 @pytest.mark.live

@@ -35,7 +35,7 @@ from ipa.serving.stack import LiveStack
 
 SERVICE_S = 0.010
 PIPELINES = """
-defaults: {sla_factor: 5, scaling_cap: 100, batching_cap: 1, batch_sizes: [1], drop_limit_factor: 2,
+defaults: {sla_factor: SLA_FACTOR, scaling_cap: 100, batching_cap: 1, batch_sizes: [1], drop_limit_factor: 2,
            alpha: 1, beta: 1, gamma: 0.000001, latency_statistic: p99, predictor_margin: 0.0,
            accuracy_method: pas, threshold_rps: 1, load_scale: 1}
 pipelines:
@@ -47,9 +47,9 @@ pipelines:
 """
 
 
-def bench_pipeline(folder: Path) -> Pipeline:
+def bench_pipeline(folder: Path, sla_factor: float = 5) -> Pipeline:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "pipelines.yaml").write_text(PIPELINES)
+    (folder / "pipelines.yaml").write_text(PIPELINES.replace("SLA_FACTOR", f"{sla_factor:g}"))
     with open(folder / "variants.csv", "w", newline="") as f:
         w = csv.DictWriter(f, VARIANT_COLUMNS, lineterminator="\n")
         w.writeheader()
@@ -129,6 +129,30 @@ def capacity(stack: LiveStack, rate: float, seconds: float, folder: Path) -> dic
             "send_lag_p99_ms": 1e3 * lag["lag_p99_s"], "sustained": ok}
 
 
+def tensor_transfer(stack: LiveStack, pipeline: str, mib: float, rounds: int) -> dict:
+    """End-to-end latency of one request carrying an FP32 tensor of ``mib`` MiB, sent by the
+    official Triton client as binary data and as JSON, interleaved round by round (medians, s).
+    Only the client-router hop changes: the router talks JSON to the stages either way."""
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(stack.router_url.removeprefix("http://"), connection_timeout=120,
+                                              network_timeout=120)
+    x = np.random.default_rng(0).standard_normal((1, int(mib * 2 ** 20 / 4)), dtype=np.float32)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds):
+        for binary in (True, False):
+            inp = httpclient.InferInput("input", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x, binary_data=binary)
+            t = time.perf_counter()
+            result = client.infer(pipeline, [inp], outputs=[httpclient.InferRequestedOutput("output", binary_data=binary)])
+            times[binary].append(time.perf_counter() - t)
+            assert result.as_numpy("output").shape == (1, 1)
+    client.close()
+    return {"binary_s": statistics.median(times[True]), "json_s": statistics.median(times[False]),
+            "rounds": rounds}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=50.0)
@@ -138,12 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replicas", type=int, default=20)
     ap.add_argument("--overhead-only", action="store_true", help="skip the capacity steps (Locust)")
     ap.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus (it scrapes every second)")
+    ap.add_argument("--tensor-mib", type=float, help="only: one request with an FP32 tensor this large, binary "
+                                                     "against JSON through the Triton client (e.g. 1)")
+    ap.add_argument("--tensor-rounds", type=int, default=10)
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ipa-bench-serving-") as tmp:
         return _run(a, Path(tmp))
 
 
 def _run(a, work: Path) -> int:
+    if a.tensor_mib:
+        return _run_tensor(a, work)
     pipeline = bench_pipeline(work / "catalogue")
     config = Configuration({s: StageConfig(v, 1, a.replicas, 1) for s, v in (("first", "v1"), ("second", "v2"))})
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -171,6 +200,22 @@ def _run(a, work: Path) -> int:
                 break
             best = r
         print(f"highest rate sustained (no drop, no failure, p99 within SLA, sends on schedule): {best:g} rps")
+    return 0
+
+
+def _run_tensor(a, work: Path) -> int:
+    # a generous SLA: a large JSON tensor takes longer than the 100-ms SLA of the overhead set-up
+    pipeline = bench_pipeline(work / "catalogue", sla_factor=1000)
+    config = Configuration({s: StageConfig(v, 1, 2, 1) for s, v in (("first", "v1"), ("second", "v2"))})
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.2f}; one request at a time, {a.tensor_mib:g} MiB FP32, {a.tensor_rounds} rounds")
+    with LiveStack(pipeline, work / "stack", prometheus=False) as stack:
+        stack.start(config)
+        stack.wait_ready()
+        t = tensor_transfer(stack, pipeline.name, a.tensor_mib, a.tensor_rounds)
+    print(f"{a.tensor_mib:g} MiB FP32 end to end, median of {t['rounds']}: binary {t['binary_s'] * 1e3:.1f} ms, "
+          f"JSON {t['json_s'] * 1e3:.1f} ms ({t['json_s'] / t['binary_s']:.2f}x); load average now "
+          f"{os.getloadavg()[0]:.2f}")
     return 0
 
 

@@ -445,7 +445,7 @@ class Router:
             except (ValueError, TypeError, AttributeError) as e:
                 return v2.error("bad-request", f"configuration must be {{stage: {{variant, batch, replicas, cores}}}}: {e}")
         if path == "/v2":
-            return v2.ok({"name": "ipa-bench router", "version": "1", "extensions": []})
+            return v2.ok({"name": "ipa-bench router", "version": "1", "extensions": [v2.BINARY_EXTENSION]})
         route = v2.model_route(req.method, path)
         if route is not None:
             model, action = route
@@ -467,7 +467,7 @@ class Router:
         arrived = time.monotonic()
         p = self.spec.pipeline
         try:
-            tensor, doc = v2.parse_infer(req.body)
+            tensor, doc = v2.parse_infer(req.body, header_length=req.headers.get(v2.BINARY_HEADER))
             if tensor.batch != 1:
                 raise v2.V2Error("bad-shape", f"the pipeline takes one request per call (shape [1, n]), "
                                               f"got shape {list(tensor.shape)}")
@@ -485,7 +485,7 @@ class Router:
             latency = time.monotonic() - arrived
             self.m_latency.observe(latency, pipeline=p)
             return v2.infer_response(p, v2.Tensor("output", (1, len(payload)), "FP32", payload), rid,
-                                     {"latency_s": latency, "compute_s": item.compute_s})
+                                     {"latency_s": latency, "compute_s": item.compute_s}, binary=v2.wants_binary(doc))
         return v2.error("drop-limit-violation" if outcome == "dropped" else "stage-failure", payload)
 
     def start_polling(self) -> None:

@@ -218,7 +218,7 @@ class StageServer:
                 return v2.error("bad-request", f"cannot apply configuration: {e}")
             return v2.ok(self.status())
         if path == "/v2":
-            return v2.ok({"name": "ipa-bench stage server", "version": "1", "extensions": []})
+            return v2.ok({"name": "ipa-bench stage server", "version": "1", "extensions": [v2.BINARY_EXTENSION]})
         route = v2.model_route(req.method, path)
         if route is not None:
             model, action = route
@@ -238,7 +238,7 @@ class StageServer:
     async def infer(self, req: Request) -> Response:
         name = self.spec.name
         try:
-            tensor, doc = v2.parse_infer(req.body)
+            tensor, doc = v2.parse_infer(req.body, header_length=req.headers.get(v2.BINARY_HEADER))
         except v2.V2Error as e:
             self.m_bad.inc(stage=name, code=e.code)
             return e.response()
@@ -259,7 +259,7 @@ class StageServer:
         out = v2.Tensor("output", (k, 1), "FP32", [float(sum(row)) for row in tensor.rows()])
         return v2.infer_response(name, out, str(doc.get("id", "")), {
             "variant": replica.variant, "replica": replica.id, "compute_s": compute_s,
-            "ready_replicas": self.ready_count()}, version=replica.variant)
+            "ready_replicas": self.ready_count()}, version=replica.variant, binary=v2.wants_binary(doc))
 
 
 async def amain(spec: StageSpec, config: StageConfig, host: str, port: int, drain_s: float = 0.0) -> None:

@@ -1,7 +1,11 @@
 """The Open Inference Protocol (KServe V2) REST payloads: parsing, checking, replying.
 
 Requests carry ``inputs: [{name, shape, datatype, data}]`` with row-major ``data``; the first
-dimension is the batch. Errors are non-2xx replies with ``{"error": "..."}``; the error text
+dimension is the batch. The binary tensor data extension is spoken both ways: a request whose
+``Inference-Header-Content-Length`` header gives the JSON part's length carries the tensors with
+``parameters.binary_data_size`` as raw little-endian bytes after it, in input order; a request
+asking for an output with ``parameters.binary_data`` (or ``parameters.binary_data_output``) gets
+it the same way (what Triton's clients and perf_analyzer send by default). Errors are non-2xx replies with ``{"error": "..."}``; the error text
 starts with a short code (``bad-json``, ``bad-shape``, ``bad-datatype``, ``unknown-model``,
 ``drop-limit-violation``, ``stage-failure``) so clients and metrics can classify it.
 """
@@ -27,6 +31,11 @@ except ImportError:  # pragma: no cover
 
     loads = json.loads
 
+BINARY_HEADER = "inference-header-content-length"  # request headers arrive lower-cased
+BINARY_EXTENSION = "binary_tensor_data"
+# the V2 datatypes as numpy dtypes, little-endian on the wire
+NUMPY_DTYPES = {"BOOL": "?", "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "i1",
+                "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
 NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}
 DATATYPES = NUMERIC | {"BYTES"}
 INPUT_NAME = "input"
@@ -102,10 +111,46 @@ def _flatten(data: Any) -> list:
     return data
 
 
-def parse_infer(body: bytes, *, input_name: str = INPUT_NAME, datatype: str = INPUT_DATATYPE) -> tuple[Tensor, dict]:
-    """The one input tensor of an infer request (checked), and the whole request document."""
+def _split_binary(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """(JSON part, binary part) of a request body; all JSON without the binary extension's header."""
+    if header_length is None:
+        return body, b""
     try:
-        doc = loads(body)
+        n = int(header_length)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= len(body):
+        raise V2Error("bad-request", f"Inference-Header-Content-Length {header_length!r} is not a length within "
+                                     f"the {len(body)}-byte body")
+    return body[:n], body[n:]
+
+
+def _binary_parts(inputs: list, blob: bytes) -> dict[int, bytes]:
+    """Each binary input's bytes (by position in ``inputs``): the blob cut in input order by their
+    ``binary_data_size``, which must add up to the blob exactly."""
+    parts, offset = {}, 0
+    for i, t in enumerate(inputs):
+        size = ((t.get("parameters") or {}) if isinstance(t, dict) else {}).get("binary_data_size")
+        if size is None:
+            continue
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(blob):
+            raise V2Error("bad-request", f"input {i}: binary_data_size {size!r} does not fit the "
+                                         f"{len(blob) - offset} binary bytes left")
+        parts[i] = blob[offset:offset + size]
+        offset += size
+    if offset != len(blob):
+        raise V2Error("bad-request", f"{len(blob) - offset} binary bytes after the last binary input: the header "
+                                     "length or the tensor sizes disagree with the body")
+    return parts
+
+
+def parse_infer(body: bytes, *, input_name: str = INPUT_NAME, datatype: str = INPUT_DATATYPE,
+                header_length: str | None = None) -> tuple[Tensor, dict]:
+    """The one input tensor of an infer request (checked), and the whole request document.
+    ``header_length``: the request's Inference-Header-Content-Length (the binary extension)."""
+    head, blob = _split_binary(body, header_length)
+    try:
+        doc = loads(head)
     except Exception as e:
         raise V2Error("bad-json", f"request body is not JSON ({type(e).__name__})") from None
     if not isinstance(doc, dict):
@@ -113,9 +158,11 @@ def parse_infer(body: bytes, *, input_name: str = INPUT_NAME, datatype: str = IN
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise V2Error("bad-request", "'inputs' must be a non-empty list of tensors")
-    tensor = next((t for t in inputs if isinstance(t, dict) and t.get("name") == input_name), None)
-    if tensor is None:
+    binary = _binary_parts(inputs, blob)
+    index = next((i for i, t in enumerate(inputs) if isinstance(t, dict) and t.get("name") == input_name), None)
+    if index is None:
         raise V2Error("bad-request", f"no input named {input_name!r}")
+    tensor = inputs[index]
     shape = tensor.get("shape")
     if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise V2Error("bad-shape", f"input {input_name!r}: 'shape' must be a list of non-negative integers, "
@@ -127,6 +174,13 @@ def parse_infer(body: bytes, *, input_name: str = INPUT_NAME, datatype: str = IN
         raise V2Error("bad-datatype", f"input {input_name!r}: unknown datatype {dt!r}")
     if dt != datatype:
         raise V2Error("bad-datatype", f"input {input_name!r}: expected datatype {datatype}, got {dt}")
+    if index in binary:
+        raw, itemsize = binary[index], _itemsize(dt)
+        if len(raw) != math.prod(shape) * itemsize:
+            raise V2Error("bad-shape", f"input {input_name!r}: shape {shape} of {dt} needs "
+                                       f"{math.prod(shape) * itemsize} bytes, binary_data_size is {len(raw)}")
+        import numpy as np
+        return Tensor(input_name, tuple(shape), dt, np.frombuffer(raw, NUMPY_DTYPES[dt]).tolist()), doc
     data = _flatten(tensor.get("data"))
     if not isinstance(data, list):
         raise V2Error("bad-request", f"input {input_name!r}: 'data' must be a list")
@@ -147,14 +201,36 @@ def infer_request(tensor: Tensor, request_id: str = "", parameters: dict | None 
     return dumps(doc)
 
 
+def _itemsize(datatype: str) -> int:
+    import numpy as np
+    return np.dtype(NUMPY_DTYPES[datatype]).itemsize
+
+
+def wants_binary(doc: dict, output: str = "output") -> bool:
+    """Whether the request asked for ``output`` as binary data (per output, or for all)."""
+    for o in doc.get("outputs") or []:
+        if isinstance(o, dict) and o.get("name") == output:
+            return bool((o.get("parameters") or {}).get("binary_data"))
+    return bool((doc.get("parameters") or {}).get("binary_data_output"))
+
+
 def infer_response(model: str, tensor: Tensor, request_id: str = "", parameters: dict | None = None,
-                   version: str = "") -> Response:
-    doc: dict[str, Any] = {"model_name": model, "id": request_id, "outputs": [tensor.to_dict()]}
+                   version: str = "", binary: bool = False) -> Response:
+    out = tensor.to_dict()
+    raw = b""
+    if binary:
+        import numpy as np
+        raw = np.asarray(out.pop("data"), dtype=NUMPY_DTYPES[tensor.datatype]).tobytes()
+        out["parameters"] = {"binary_data_size": len(raw)}
+    doc: dict[str, Any] = {"model_name": model, "id": request_id, "outputs": [out]}
     if version:
         doc["model_version"] = version
     if parameters:
         doc["parameters"] = parameters
-    return ok(doc)
+    if not binary:
+        return ok(doc)
+    head = dumps(doc)
+    return Response(200, head + raw, "application/octet-stream", {"Inference-Header-Content-Length": str(len(head))})
 
 
 def output_tensor(doc: dict, name: str = "output") -> Tensor:
