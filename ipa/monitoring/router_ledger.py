@@ -9,7 +9,7 @@ after the load generator has its last response, and writes them to the run folde
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 STAGE_FAILURE_CODE = "stage-failure"  # the router's reply code for a request a stage failed
 
@@ -37,7 +37,6 @@ class RouterCounts:
     dropped_by_stage: dict[str, int]
     failed_by_stage: dict[str, int]
     router_restarts: int = 0
-    notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return asdict(self)
