@@ -460,10 +460,14 @@ def test_a_rollout_problem_that_clears_within_the_grace_is_waited_out(emulator, 
         "message": "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }."}]})]
 
     def node_ready():
-        time.sleep(0.5)
+        # once the backend waits on the rollouts (every object created), the node turns ready
+        deadline = time.monotonic() + 10
+        while not emulator.calls("GET", "/deployments/") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)  # the problem stays a while: it must be waited out, not fail the start
         emulator.pods[ns] = []
         emulator.auto_ready = True
-        for obj in emulator.objects.values():
+        for obj in list(emulator.objects.values()):
             emulator._settle(obj)
 
     backend, _ = make_backend(emulator, rollout_timeout_s=10, problem_grace_s=5)
