@@ -30,23 +30,26 @@ def ledger_mismatches(router: dict, records: dict[str, int]) -> list[str]:
     answered = router.get("answered") or {}
     ok, dropped, failed = (int(answered.get(k, 0)) for k in ("ok", "dropped", "failed"))
     received = int(router.get("received", -1))
-    sent = records["sent"]
+    sent, dropped_records = records["sent"], records.get("dropped", 0)
     completed = records.get("ok", 0) + records.get("late", 0)
     stage_failed = records.get("stage_failed", 0)
     client_failed = records.get("failed", 0) - stage_failed
-    # a client that gave up (or a router that restarted) leaves the router with answers the
-    # records do not hold: then only the bounds are exact
-    exact = client_failed == 0 and not router.get("router_restarts")
+    restarted = bool(router.get("router_restarts"))  # its counters start again at the restart
+    # a client that gave up leaves the router with answers the records do not hold: then only
+    # the bounds are exact
+    exact = client_failed == 0 and not restarted
     out = []
-    for what, theirs, mine in (("ok answers", ok, completed), ("drop answers", dropped, records.get("dropped", 0)),
+    for what, theirs, mine in (("ok answers", ok, completed), ("drop answers", dropped, dropped_records),
                                ("stage-failure answers", failed, stage_failed)):
-        if theirs != mine if exact else theirs < mine and not router.get("router_restarts"):
+        wrong = theirs != mine if exact else (theirs < mine and not restarted)
+        if wrong:
             out.append(f"ledger: the router gave {theirs} {what}, the records hold {mine}")
+    unexplained = received - (completed + dropped_records + stage_failed)
     if received > sent:
         out.append(f"ledger: the router received {received} requests, more than the {sent} sent")
-    elif not router.get("router_restarts") and received - (completed + records.get("dropped", 0) + stage_failed) > client_failed:
+    elif not restarted and unexplained > client_failed:
         out.append(f"ledger: the router received {received} requests; the records hold {completed} completed, "
-                   f"{records.get('dropped', 0)} dropped and {stage_failed} stage failures, and only "
+                   f"{dropped_records} dropped and {stage_failed} stage failures, and only "
                    f"{client_failed} failures without a router answer to account for the rest")
     if exact:
         if ok + dropped + failed != received:
