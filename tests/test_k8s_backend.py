@@ -426,6 +426,11 @@ def _stuck_pod(ns: str, instance: str, status: dict) -> dict:
                          "labels": {"app.kubernetes.io/instance": instance}}, "status": status}
 
 
+def _unschedulable_pod(ns: str, instance: str, message: str = "0/1 nodes are available: 1 Insufficient cpu.") -> dict:
+    return _stuck_pod(ns, instance, {"phase": "Pending", "conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]})
+
+
 def test_missing_image_is_detected_and_cleaned_up(emulator, tiny_pipeline):
     emulator.auto_ready = False
     ns = "ipa-run-tiny-video-t1"
@@ -442,9 +447,7 @@ def test_missing_image_is_detected_and_cleaned_up(emulator, tiny_pipeline):
 def test_insufficient_capacity_is_detected_and_cleaned_up(emulator, tiny_pipeline):
     emulator.auto_ready = False
     ns = "ipa-run-tiny-video-t1"
-    emulator.pods[ns] = [_stuck_pod(ns, "stage-classifier", {"phase": "Pending", "conditions": [{
-        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-        "message": "0/1 nodes are available: 1 Insufficient cpu."}]})]
+    emulator.pods[ns] = [_unschedulable_pod(ns, "stage-classifier")]
     backend, _ = make_backend(emulator, rollout_timeout_s=30, problem_grace_s=0.3)
     with pytest.raises(InsufficientCapacity, match="Insufficient cpu"):
         backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
@@ -455,9 +458,8 @@ def test_a_rollout_problem_that_clears_within_the_grace_is_waited_out(emulator, 
     # a fresh kind node still tainted not-ready: the pod is unschedulable for a while, then placed
     emulator.auto_ready = False
     ns = "ipa-run-tiny-video-t1"
-    emulator.pods[ns] = [_stuck_pod(ns, "stage-classifier", {"phase": "Pending", "conditions": [{
-        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-        "message": "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }."}]})]
+    emulator.pods[ns] = [_unschedulable_pod(
+        ns, "stage-classifier", "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }.")]
 
     def node_ready():
         # once the backend waits on the rollouts (every object created), the node turns ready
@@ -519,9 +521,7 @@ def test_a_stuck_switch_during_the_run_is_noted_not_fatal(emulator, tiny_pipelin
     backend.start(tiny_pipeline, initial, [])
     emulator.auto_ready = False
     ns = backend.namespace
-    emulator.pods[ns] = [_stuck_pod(ns, "stage-classifier", {"phase": "Pending", "conditions": [{
-        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-        "message": "0/1 nodes are available: 1 Insufficient cpu."}]})]
+    emulator.pods[ns] = [_unschedulable_pod(ns, "stage-classifier")]
     backend.apply(with_stage(initial, "classifier", replicas=9))
     backend.poll_rollouts()
     assert backend.applied[-1].completed_at_s is None
