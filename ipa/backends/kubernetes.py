@@ -70,11 +70,11 @@ def plan_changes(current: Configuration, target: Configuration) -> list[Change]:
 def read_router_batches(router_url: str, timeout_s: float = 5.0) -> dict[str, int]:
     """The batch size each stage has at the router (its /admin/status), read back after a failed
     configuration call whose answer may have been lost."""
+    from ipa.serving.stack import http_json  # noqa: PLC0415
     try:
-        with urllib.request.urlopen(router_url.rstrip("/") + "/admin/status", timeout=timeout_s) as response:
-            doc = json.loads(response.read())
+        doc = http_json(router_url.rstrip("/") + "/admin/status", timeout_s=timeout_s)
         return {st["stage"]: int(st["batch"]) for st in doc["stages"]}
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (IpaError, ValueError, KeyError, TypeError) as e:
         raise ClusterUnreachable(f"the router's status at {router_url} could not be read: {e}") from None
 
 

@@ -59,9 +59,6 @@ class RealCompute:
         pin = {"initializer": pin_this_thread, "initargs": (self.claim.cpus,)} if self.claim else {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replica", **pin)
 
-    def executor(self) -> ThreadPoolExecutor:
-        return self._executor
-
     def _build(self) -> None:
         import torch
 
@@ -86,7 +83,7 @@ class RealCompute:
         self._forward(1)
 
     async def load(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self.executor(), self._build_and_warm_up)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._build_and_warm_up)
 
     def _forward(self, k: int) -> None:
         import time
@@ -104,7 +101,7 @@ class RealCompute:
         return time.perf_counter() - t
 
     async def run(self, k: int) -> float:
-        return await asyncio.get_running_loop().run_in_executor(self.executor(), self._forward, k)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._forward, k)
 
     def unload(self) -> None:
         self.model = None
