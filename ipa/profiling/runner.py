@@ -54,7 +54,7 @@ import transformers
 from ipa.errors import CatalogueError
 from ipa.pipelines.invariants import check_key, report
 from ipa.pipelines.profiles import assemble, rows_from_measurement
-from ipa.profiling import stats
+from ipa.profiling import host, stats
 from ipa.profiling.builders import build_model, count_params, resolve
 from ipa.profiling.inputs import generated_tokens, make_call
 from ipa.profiling.plan import Target, default_threads
@@ -215,16 +215,6 @@ def wait_for_quiet(threads: int, max_wait_s: float = QUIET_MAX_WAIT_S,
 
 # --- provenance ---------------------------------------------------------------------------
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def loadavg() -> list[float]:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -237,7 +227,7 @@ def machine() -> dict[str, Any]:
         memory_gb: float | None = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (AttributeError, ValueError, OSError):
         memory_gb = None
-    return {"node": platform.node(), "cpu_model": cpu_model(), "nproc": os.cpu_count(),
+    return {"node": platform.node(), "cpu_model": host.cpu_model(), "isa": host.isa(), "nproc": os.cpu_count(),
             "platform": platform.platform(), "memory_gb": memory_gb}
 
 
@@ -411,6 +401,7 @@ def measure_target(target: Target, *, threads: Iterable[int] | None = None, min_
     trim_heap()
     baseline = rss_mb()
     stage_input = quick_input(target.input) if quick else target.input
+    probe = host.speed_probe()
     model, info = _build_and_load(target, quick, log)
     cells = [(b, t) for b in target.batches for t in threads]
     with torch.inference_mode():
@@ -464,7 +455,7 @@ def measure_target(target: Target, *, threads: Iterable[int] | None = None, min_
         "measurements": measurements,
         "method": METHOD,
         "provenance": {
-            "machine": machine(), "python": platform.python_version(), "torch": torch.__version__,
+            "machine": machine(), "speed_probe": probe, "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "numpy": np.__version__,
             "date": started, "date_end": _now(), "duration_s": round(time.perf_counter() - t_start, 1),
             "loadavg_start": load_start, "loadavg_end": loadavg(),
