@@ -13,6 +13,7 @@ from ipa.k8s.manifests import ClusterOptions
 from ipa.k8s.render import cheapest_configuration, run_objects, write_manifests
 from ipa.pipelines import load_pipeline
 from ipa.pipelines.pipeline import Pipeline
+from ipa.serving.modes import MODES
 
 
 def add_parser(subparsers) -> None:
@@ -31,7 +32,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--out", required=True, type=Path, help="an empty (or new) folder")
     r.add_argument("--namespace", default="ipa")
     r.add_argument("--image", default=ClusterOptions.image)
-    r.add_argument("--mode", choices=("emulated", "real"), default="emulated")
+    r.add_argument("--mode", choices=MODES, default="emulated")
     r.add_argument("--router-node-port", type=int, default=ClusterOptions.router_node_port)
     r.add_argument("--prometheus-node-port", type=int, default=ClusterOptions.prometheus_node_port)
     r.set_defaults(func=render)

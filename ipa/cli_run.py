@@ -19,6 +19,7 @@ from pathlib import Path
 from ipa.optimizer.solver import DEFAULT_SOLVER, SOLVERS
 from ipa.runs.experiment import DEFAULT_PREDICTOR, RunSpec, execute
 from ipa.runs.invariants import check_run_folder
+from ipa.serving.modes import MODES
 
 PROGRESS_EVERY_S = 2.0  # wall seconds between progress lines; short runs print none
 
@@ -40,7 +41,7 @@ def add_parser(sub) -> None:
     p.add_argument("--backend", default="sim", help=f"one of {', '.join(BACKENDS)} (default sim)")
     p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE", dest="backend_options",
                    help="an option of the backend's make_backend, e.g. mode=real, quick=true (repeatable)")
-    p.add_argument("--mode", choices=("emulated", "real"),
+    p.add_argument("--mode", choices=MODES,
                    help="live backends: emulated (replicas hold for profiled latencies) or real (full-size "
                         "models run on this machine's cores; refused up front when the policy would need more "
                         "cores than there are); short for --backend-option mode=M")

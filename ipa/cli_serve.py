@@ -17,6 +17,7 @@ import yaml
 
 from ipa.configuration import Configuration, StageConfig
 from ipa.errors import ConfigError
+from ipa.serving.modes import MODES
 
 STAGE_KEYS = {"variant", "batch", "replicas", "cores"}
 
@@ -25,7 +26,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="run a pipeline's live stack until interrupted",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--pipeline", required=True, help="pipeline name (see `ipa pipelines`)")
-    p.add_argument("--mode", choices=("emulated", "real"), default="emulated",
+    p.add_argument("--mode", choices=MODES, default="emulated",
                    help="emulated: replicas hold for the profiled latency; real: built models run (default emulated)")
     p.add_argument("--quick", action="store_true", help="real mode: tiny models of the same families (fast to build)")
     p.add_argument("--config", type=Path, metavar="FILE",
@@ -79,12 +80,12 @@ def read_configuration(path: Path, pipeline) -> Configuration:
 def run(args) -> int:
     from ipa.cli_run import _pipeline
     from ipa.pipelines import load_pipeline
-    from ipa.serving.spec import check_configuration, default_configuration
+    from ipa.serving.spec import default_configuration
     from ipa.serving.stack import LiveStack
 
     pipeline = _pipeline(args) or load_pipeline(args.pipeline)
     config = read_configuration(args.config, pipeline) if args.config else default_configuration(pipeline)
-    check_configuration(pipeline, config)
+    pipeline.check(config)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="ipa-serve-"))
     stack = LiveStack(pipeline, work, mode=args.mode, quick=args.quick, seed=args.seed, router_port=args.port,
                       prometheus=not args.no_prometheus, prometheus_binary=args.prometheus)

@@ -44,3 +44,17 @@ def require_writable_file(path: str | Path, flag: str = "--out") -> None:
     require_writable_dir(path.parent, flag=f"{flag} {path}: folder")
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{flag} {path} exists and is not writable")
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Replace ``path`` with ``data`` so that a reader (a concurrent job, a crash's survivor) sees
+    the old file or the whole new one, never half of one: written beside it, flushed to disk,
+    then renamed over it. Parent folders are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -3,7 +3,6 @@ backend interface) and stand-in policies and predictors; plus one run on the rea
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import pytest
 

@@ -2,7 +2,7 @@
 /metrics text, the rules of ``ledger_mismatches`` on hand-worked cases, and the run-folder check (in test_runs.py, beside the run it checks)."""
 from __future__ import annotations
 
-from ipa.monitoring.router_ledger import ROUTER_COUNTS, router_counts, samples
+from ipa.monitoring.router_ledger import router_counts, samples
 from ipa.runs.ledger import ledger_mismatches
 
 # a router's exposition, written by hand in the text format (version 0.0.4)

@@ -7,7 +7,6 @@ import os
 import json
 import re
 import threading
-import time
 from pathlib import Path
 
 import numpy as np

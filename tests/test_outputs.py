@@ -3,7 +3,6 @@ safe when many workers check sibling folders at once (the quality matrix does)."
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 

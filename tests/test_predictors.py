@@ -12,7 +12,7 @@ import pytest
 
 from ipa.errors import ConfigError
 from ipa.predictors import PREDICTORS, make_predictor, ten_second_peaks
-from ipa.predictors.evaluate import Samples, evaluate, make_samples, smape, unseen_samples
+from ipa.predictors.evaluate import evaluate, make_samples, smape, unseen_samples
 from ipa.predictors.lstm import default_weights_path, load_weights, lstm_forward
 
 

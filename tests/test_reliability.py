@@ -10,7 +10,6 @@ timing out inside a run, and SIGINT during `ipa run` (sim and local backends).
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import socket

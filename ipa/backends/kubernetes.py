@@ -33,10 +33,11 @@ from ipa.configuration import Configuration, StageConfig
 from ipa.errors import ApplyFailed, ConfigError, IpaError
 from ipa.k8s.client import ClusterBusy, ClusterError, ClusterUnreachable, KubernetesApi, RolloutTimeout
 from ipa.k8s.manifests import SERVER_APP, ClusterOptions, pod_cores, stage_object_name, stage_patch, stage_state
-from ipa.k8s.render import check_configuration, run_objects, stage_memory
+from ipa.k8s.render import run_objects, stage_memory
 from ipa.k8s.rollout import pod_problem, rollout_done
 from ipa.monitoring.router_ledger import ROUTER_COUNTS, save_router_counts
 from ipa.pipelines.pipeline import Pipeline
+from ipa.serving.modes import MODES
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,7 @@ class KubernetesBackend:
     def deploy(self, pipeline: Pipeline, initial: Configuration) -> None:
         """Create the run's namespace and objects and wait until every Deployment is ready;
         on any failure the namespace is deleted before the error propagates."""
-        check_configuration(pipeline, initial)
+        pipeline.check(initial)
         self.pipeline, self.current, self._router_configuration = pipeline, initial, initial
         self.options = self._cluster_options(pipeline)
         try:
@@ -318,7 +319,7 @@ class KubernetesBackend:
     def apply(self, configuration: Configuration) -> AppliedChange:
         if self.pipeline is None or self.current is None or self.options is None:
             raise ConfigError("apply() before start(): the backend has no running pipeline")
-        check_configuration(self.pipeline, configuration)
+        self.pipeline.check(configuration)
         requested = self.clock.now()
         changes = plan_changes(self.current, configuration)
         # a stage whose state is unknown since a failed call gets its whole Deployment sent again
@@ -612,8 +613,8 @@ def make_backend(seed: int = 0, work_dir: str | None = None, image: str = Kubern
                  delete_timeout_s: float = KubernetesSettings.delete_timeout_s,
                  kubeconfig: str | None = None, context: str | None = None) -> KubernetesBackend:
     """The options `ipa run --backend kubernetes --backend-option KEY=VALUE` takes (cluster/README.md)."""
-    if mode not in ("emulated", "real"):
-        raise ConfigError(f"kubernetes backend: mode must be 'emulated' or 'real', not {mode!r}")
+    if mode not in MODES:
+        raise ConfigError(f"kubernetes backend: mode must be one of {', '.join(MODES)}, not {mode!r}")
     settings = KubernetesSettings(
         image=image, mode=mode, node_host=node_host, router_node_port=router_node_port,
         prometheus_node_port=prometheus_node_port, router_url=router_url, prometheus_url=prometheus_url,

@@ -25,7 +25,7 @@ from ipa.loadgen import LoadGenerator, classify, send_lag
 from ipa.monitoring.monitor import PrometheusMonitor, export_series
 from ipa.monitoring.router_ledger import ROUTER_COUNTS, save_router_counts
 from ipa.pipelines.pipeline import Pipeline
-from ipa.serving.spec import MODES
+from ipa.serving.modes import MODES
 from ipa.serving.stack import LiveStack
 
 STATUS_POLL_S = 0.25

@@ -16,9 +16,9 @@ from ipa.backends.base import AppliedChange, MonitorReading, RunOutput, StageSer
 from ipa.configuration import Configuration
 from ipa.errors import ConfigError
 from ipa.pipelines.pipeline import Pipeline
+from ipa.records import REQUEST_COLUMNS
 from ipa.sim.engine import DROPPED, STATUS_NAMES, Simulator
 
-REQUEST_COLUMNS = ("id", "intended_s", "sent_s", "done_s", "status", "latency_s", "detail")
 
 
 class SimClock:

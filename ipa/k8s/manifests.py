@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from ipa.configuration import Configuration, StageConfig
 from ipa.errors import ConfigError
+from ipa.serving.modes import MODES
 
 PART_OF = "ipa-bench"
 MANAGED_BY = "ipa-bench"
@@ -62,8 +63,8 @@ class ClusterOptions:
 
     def __post_init__(self):
         dns_name(self.namespace, "namespace")
-        if self.mode not in ("emulated", "real"):
-            raise ConfigError(f"mode must be 'emulated' or 'real', not {self.mode!r}")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.image_pull_policy not in ("Always", "IfNotPresent", "Never"):
             raise ConfigError(f"image_pull_policy must be Always, IfNotPresent or Never, "
                               f"not {self.image_pull_policy!r}")

@@ -19,18 +19,6 @@ from ipa.pipelines.pipeline import Pipeline
 REAL_MODE_OVERHEAD_MB = 384
 
 
-def check_configuration(pipeline: Pipeline, configuration: Configuration) -> None:
-    """A configuration names every stage of the pipeline, in order, with sane knobs."""
-    if tuple(configuration.stages) != pipeline.stage_names:
-        raise ConfigError(f"configuration stages {list(configuration.stages)} do not match pipeline "
-                          f"{pipeline.name!r} stages {list(pipeline.stage_names)}")
-    for stage, cfg in configuration.stages.items():
-        pipeline.spec.stage(stage).variant(cfg.variant)  # unknown variant: CatalogueError naming it
-        if cfg.replicas < 0 or cfg.batch < 1 or cfg.cores < 1:
-            raise ConfigError(f"stage {stage!r}: replicas must be >= 0, batch and cores >= 1; got "
-                              f"replicas={cfg.replicas} batch={cfg.batch} cores={cfg.cores}")
-
-
 def stage_memory(pipeline: Pipeline, stage: str, variant: str, mode: str, options: ClusterOptions) -> str:
     """Memory request = limit of a replica: the profiled peak memory in real mode (rounded up to
     64 MiB), the small emulated-mode figure otherwise."""
@@ -74,7 +62,7 @@ def run_objects(pipeline: Pipeline, configuration: Configuration, options: Clust
                 with_namespace: bool = True) -> list[dict]:
     """Namespace, Prometheus (RBAC first), the serving specs, stage Services and Deployments,
     router, in creation order."""
-    check_configuration(pipeline, configuration)
+    pipeline.check(configuration)
     objects = [namespace(options, pipeline.name)] if with_namespace else []
     objects += prometheus_objects(pipeline.name, options)
     objects.append(spec_configmap(pipeline.name, spec_files(pipeline, configuration, options), options))

@@ -7,16 +7,16 @@ request records (``ok``, ``late``, ``dropped``, ``failed``, latency from the int
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 from typing import Sequence
 
 from ipa.errors import IpaError
+from ipa.outputs import write_atomic
+from ipa.records import REQUEST_COLUMNS
 from ipa.serving.processes import Child, ProcessGroup, python_argv
+from ipa.serving.v2 import DROPPED
 
-REQUEST_COLUMNS = ("id", "intended_s", "sent_s", "done_s", "status", "latency_s", "detail")
-DROP_CODE = "drop-limit-violation"
 # the replay's error column for requests left unanswered when it was stopped by a signal
 STOPPED_IN_FLIGHT = "no response before the replay was stopped"
 STOPPED_UNSENT = "not sent: the replay was stopped"
@@ -58,9 +58,7 @@ class LoadGenerator:
     def start(self, t0: float) -> None:
         """Send request i at wall time t0 + send_times_s[i]."""
         self.t0 = t0
-        tmp = self.start_file.with_suffix(".tmp")
-        tmp.write_text(repr(t0))
-        os.replace(tmp, self.start_file)
+        write_atomic(self.start_file, repr(t0))
 
     def wait(self) -> Path:
         """Until the replay has sent every request and drained the answers; returns its log."""
@@ -101,7 +99,7 @@ def classify(log_csv: Path, sla_s: float):
         if code == 200:
             status.append("ok" if lat <= sla_s else "late")
             detail.append("")
-        elif err.startswith(DROP_CODE):
+        elif err.startswith(DROPPED):
             status.append("dropped")
             detail.append(err)
         else:

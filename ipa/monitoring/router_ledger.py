@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-STAGE_FAILURE_CODE = "stage-failure"  # the router's reply code for a request a stage failed
-
 ROUTER_COUNTS = "router_counts.json"
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$')

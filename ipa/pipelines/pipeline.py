@@ -217,6 +217,19 @@ class Pipeline:
             return sum(self.stage_profile(s, variants[s]).rank_accuracy for s in self.stage_names)
         raise ConfigError(f"unknown accuracy method {method!r}; use 'pas' or 'rank_sum'")
 
+    def check(self, configuration) -> None:
+        """A clear error for a configuration that cannot run this pipeline: every stage, in order,
+        a variant of the catalogue, and at least one replica, batch and core (a stage without a
+        replica cannot answer, on any backend)."""
+        if list(configuration.stages) != list(self.stage_names):
+            raise ConfigError(f"configuration stages {list(configuration.stages)} do not match pipeline "
+                              f"{self.name!r} stages {list(self.stage_names)}")
+        for name, s in configuration.stages.items():
+            self.stage_profile(name, s.variant)  # raises naming the unknown variant
+            if s.batch < 1 or s.replicas < 1 or s.cores < 1:
+                raise ConfigError(f"stage {name!r}: batch, replicas and cores must be >= 1, got "
+                                  f"batch={s.batch} replicas={s.replicas} cores={s.cores}")
+
     def describe(self) -> dict:
         """A JSON-ready description: stages, variants, accuracy, profiles at base cores, SLA."""
         stages = []

@@ -40,7 +40,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Mapping
 
-from ipa.configuration import Configuration, Decision, StageConfig
+from ipa.configuration import Configuration, Decision
 from ipa.optimizer.problem import evaluate, picks_of
 from ipa.policies.observation import Observation, PolicyState
 from ipa.policies.settings import check_range, check_whole

@@ -52,6 +52,7 @@ import torch
 import transformers
 
 from ipa.errors import CatalogueError
+from ipa.outputs import write_atomic
 from ipa.pipelines.invariants import check_key, report
 from ipa.pipelines.profiles import assemble, rows_from_measurement
 from ipa.profiling import host, stats
@@ -237,13 +238,6 @@ def _now() -> str:
 
 # --- measuring ----------------------------------------------------------------------------
 
-def summarise(latencies: list[float]) -> dict[str, float]:
-    a = np.asarray(latencies, dtype=float)
-    return {"latency_p50_s": float(np.percentile(a, 50, method="linear")),
-            "latency_p99_s": float(np.percentile(a, 99, method="linear")),
-            "latency_mean_s": float(a.mean()), "latency_std_s": float(a.std())}
-
-
 def _build_and_load(target: Target, quick: bool, log: Log) -> tuple[torch.nn.Module, dict[str, Any]]:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -326,8 +320,7 @@ def _rounds(calls: dict[int, Any], cells: Sequence[Cell], *, min_reps: int, max_
             torch.set_num_threads(n_threads)
             first = (batches_of[n_threads][0], n_threads)
             if not reps[first] or reps[first][-1]["latency_s"] < SETTLE_MAX_S:
-                settle = calls[first[0]].run()  # the thread pool's first call after a switch is slower
-                del settle
+                calls[first[0]].run()  # the thread pool's first call after a switch is slower
             for batch in _rotated(batches_of[n_threads], r):
                 o0, s0 = _other_cpu_s(), time.perf_counter()
                 out = calls[batch].run()
@@ -490,11 +483,7 @@ def merge_documents(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str
 
 
 def write_json(doc: dict[str, Any], path: Path) -> None:
-    """Atomic: a reader sees the old file or the whole new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(doc, indent=1) + "\n")
 
 
 def match_autogroup_nice(log: Log) -> None:

@@ -37,12 +37,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from ipa.errors import ConfigError
+from ipa.outputs import write_atomic
 from ipa.quality.matrix import METRICS, SEED, Cell, CellResult
 
 REFERENCE_FILE = Path(__file__).with_name("reference.csv")
@@ -100,10 +100,7 @@ def write_reference(rows: Iterable[ReferenceRow], path: str | Path) -> None:
     for r in sorted(rows, key=lambda r: r.cell):
         w.writerow([r.cell.pipeline, r.cell.workload, r.cell.policy, SEED,
                     *(_fmt(r.metrics[m]) for m in METRICS), r.requests_sent, r.pipeline_sha256])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    write_atomic(path, buf.getvalue())
 
 
 def read_reference(path: str | Path) -> list[ReferenceRow]:

@@ -13,8 +13,9 @@ from typing import Any, Mapping, Sequence
 
 from ipa.errors import ConfigError, IpaError
 from ipa.monitoring.router_ledger import ROUTER_COUNTS
-from ipa.outputs import require_writable_dir
-from ipa.runs.tables import DECISION_COLUMNS, DECISION_TIME_COLUMNS, REQUEST_COLUMNS, TIMESERIES_COLUMNS
+from ipa.outputs import require_writable_dir, write_atomic
+from ipa.records import REQUEST_COLUMNS
+from ipa.runs.tables import DECISION_COLUMNS, DECISION_TIME_COLUMNS, TIMESERIES_COLUMNS
 
 SUMMARY = "summary.json"
 METADATA = "metadata.json"
@@ -26,15 +27,6 @@ LOGS = "logs"
 # The backend's scratch folder while the run goes on (specs, Prometheus' TSDB, raw logs); removed
 # once the run folder is written, kept in a failed run's folder for diagnosis.
 WORK_DIR = ".work"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -127,14 +119,14 @@ def write_run_folder(out_dir: Path, tables: Mapping[str, Any], metadata: Mapping
         (out_dir / name).unlink(missing_ok=True)
     for name, src in sorted(extra_files.items()):
         _copy_atomic(Path(src), out_dir / name)
-    _atomic_write(out_dir / "timeseries.csv", _csv_text(TIMESERIES_COLUMNS, tables["timeseries"]))
-    _atomic_write(out_dir / "decisions.csv", _csv_text(DECISION_COLUMNS, tables["decisions"]))
-    _atomic_write(out_dir / "decision_times.csv", _csv_text(DECISION_TIME_COLUMNS, tables["decision_times"]))
+    write_atomic(out_dir / "timeseries.csv", _csv_text(TIMESERIES_COLUMNS, tables["timeseries"]))
+    write_atomic(out_dir / "decisions.csv", _csv_text(DECISION_COLUMNS, tables["decisions"]))
+    write_atomic(out_dir / "decision_times.csv", _csv_text(DECISION_TIME_COLUMNS, tables["decision_times"]))
     if tables.get("requests") is not None:
-        _atomic_write(out_dir / "requests.csv", _csv_text(REQUEST_COLUMNS, tables["requests"]))
+        write_atomic(out_dir / "requests.csv", _csv_text(REQUEST_COLUMNS, tables["requests"]))
     else:
         (out_dir / "requests.csv").unlink(missing_ok=True)  # an older run's, not this one's
-    _atomic_write(out_dir / METADATA, json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    write_atomic(out_dir / METADATA, json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     summary = dict(tables["summary"], complete=True)
-    _atomic_write(out_dir / SUMMARY, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_atomic(out_dir / SUMMARY, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return out_dir

@@ -13,10 +13,12 @@ import math
 from pathlib import Path
 
 from ipa.backends.registry import LIVE_BACKENDS
-from ipa.monitoring.router_ledger import ROUTER_COUNTS, STAGE_FAILURE_CODE
+from ipa.monitoring.router_ledger import ROUTER_COUNTS
 from ipa.runs.folder import SUMMARY
 from ipa.runs.ledger import ledger_mismatches
-from ipa.runs.tables import DECISION_COLUMNS, STATUSES, TIMESERIES_COLUMNS
+from ipa.records import STATUSES
+from ipa.runs.tables import DECISION_COLUMNS, TIMESERIES_COLUMNS
+from ipa.serving.v2 import STAGE_FAILURE
 
 EPS = 1e-6
 
@@ -121,7 +123,7 @@ def check_run_folder(path: str | Path, pipeline=None) -> list[str]:
                     problems.append(f"requests.csv: request {r['id']} has status {r['status']!r}")
                     continue
                 counts[r["status"]] += 1
-                stage_failed += r["status"] == "failed" and r.get("detail", "").startswith(STAGE_FAILURE_CODE)
+                stage_failed += r["status"] == "failed" and r.get("detail", "").startswith(STAGE_FAILURE)
         if total != sent or any(counts[s] != n[s] for s in STATUSES):
             problems.append(f"conservation: requests.csv holds {total} requests {counts}, the summary {sent} {n}")
         ledger = path / ROUTER_COUNTS

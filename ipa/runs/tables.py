@@ -12,15 +12,14 @@ import numpy as np
 from ipa.adapter.loop import DECIDED, DecisionRecord
 from ipa.backends.base import RunOutput
 from ipa.configuration import Configuration
+from ipa.records import STATUSES
 from ipa.runs.series import per_second_counts, per_second_mean, per_second_quantiles
 
-STATUSES = ("ok", "late", "dropped", "failed")
 TIMESERIES_COLUMNS = ("second", "arrivals", "completed", "completed_late", "dropped", "failed",
                       "latency_p50_s", "latency_p99_s", "pas", "cores", "configuration")
 DECISION_COLUMNS = ("time_s", "status", "observed_rps", "predicted_rps", "feasible", "reason", "objective",
                     "accuracy", "cost_cores", "latency_s", "changes", "applied", "configuration")
 DECISION_TIME_COLUMNS = ("time_s", "solve_time_s")
-REQUEST_COLUMNS = ("id", "intended_s", "sent_s", "done_s", "status", "latency_s", "detail")
 # Wall-clock figures: the only keys of summary.json that differ between two identical runs.
 WALL_CLOCK_SUMMARY_KEYS = ("decision_time_p50_s", "decision_time_p99_s")
 

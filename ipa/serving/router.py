@@ -254,13 +254,13 @@ class Router:
             try:
                 status, data = await ep.client.request("POST", f"/v2/models/{q.name}/infer", body)
             except HttpError as e:
-                raise v2.V2Error("stage-failure", str(e)) from None
+                raise v2.V2Error(v2.STAGE_FAILURE, str(e)) from None
             if status != 200:
-                raise v2.V2Error("stage-failure", f"stage {q.name} answered {status}: {data[:200]!r}")
+                raise v2.V2Error(v2.STAGE_FAILURE, f"stage {q.name} answered {status}: {data[:200]!r}")
             doc = v2.loads(data)
             rows = v2.output_tensor(doc).rows()
             if len(rows) != len(batch):
-                raise v2.V2Error("stage-failure", f"stage {q.name} answered {len(rows)} rows for {len(batch)}")
+                raise v2.V2Error(v2.STAGE_FAILURE, f"stage {q.name} answered {len(rows)} rows for {len(batch)}")
             params = doc.get("parameters") or {}
             ready = params.get("ready_replicas")
             if isinstance(ready, int):
@@ -486,7 +486,7 @@ class Router:
             self.m_latency.observe(latency, pipeline=p)
             return v2.infer_response(p, v2.Tensor("output", (1, len(payload)), "FP32", payload), rid,
                                      {"latency_s": latency, "compute_s": item.compute_s}, binary=v2.wants_binary(doc))
-        return v2.error("drop-limit-violation" if outcome == "dropped" else "stage-failure", payload)
+        return v2.error(v2.DROPPED if outcome == "dropped" else v2.STAGE_FAILURE, payload)
 
     def start_polling(self) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(self._resolve_loop()))

@@ -14,9 +14,8 @@ from typing import Any
 from ipa.configuration import Configuration, StageConfig
 from ipa.errors import ConfigError
 from ipa.pipelines.pipeline import Pipeline
+from ipa.serving.modes import MODES
 from ipa.sim.latency import batch_latency_params
-
-MODES = ("emulated", "real")
 
 
 @dataclass
@@ -133,12 +132,3 @@ def default_configuration(pipeline: Pipeline) -> Configuration:
     return Configuration(stages)
 
 
-def check_configuration(pipeline: Pipeline, config: Configuration) -> None:
-    """A clear error for a configuration the live stack cannot serve."""
-    if list(config.stages) != list(pipeline.stage_names):
-        raise ConfigError(f"configuration stages {list(config.stages)} do not match pipeline "
-                          f"{pipeline.name!r} stages {list(pipeline.stage_names)}")
-    for name, s in config.stages.items():
-        pipeline.stage_profile(name, s.variant)  # raises naming the unknown variant
-        if s.batch < 1 or s.replicas < 1 or s.cores < 1:
-            raise ConfigError(f"stage {name!r}: batch, replicas and cores must be >= 1, got {s}")

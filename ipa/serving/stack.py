@@ -19,7 +19,7 @@ from ipa.errors import IpaError
 from ipa.monitoring.prometheus import PrometheusServer
 from ipa.pipelines.pipeline import Pipeline
 from ipa.serving.processes import ProcessGroup, check_port_free, free_port, python_argv, wait_http
-from ipa.serving.spec import RouterSpec, check_configuration, stage_specs, write_json
+from ipa.serving.spec import RouterSpec, stage_specs, write_json
 
 
 def batch_timeout_s(pipeline: Pipeline, stage: str, config: StageConfig) -> float:
@@ -96,7 +96,7 @@ class LiveStack:
         return None
 
     def start(self, initial: Configuration, timeout_s: float = 60.0) -> "LiveStack":
-        check_configuration(self.pipeline, initial)
+        self.pipeline.check(initial)
         self.configuration = initial
         try:
             for name, spec in self.specs.items():
@@ -133,7 +133,7 @@ class LiveStack:
         wait_http(f"{self.router_url}/v2/models/{self.pipeline.name}/ready", self.group.children.get("router"), timeout_s)
 
     def apply(self, configuration: Configuration) -> dict:
-        check_configuration(self.pipeline, configuration)
+        self.pipeline.check(configuration)
         self.configuration = configuration  # a restarted stage process starts from this one
         return http_json(f"{self.router_url}/admin/configuration",
                          {"stages": configuration.to_dict(),

@@ -248,7 +248,7 @@ class StageServer:
             compute_s = await replica.compute.run(k)
         except Exception as e:
             self.m_requests.inc(stage=name, variant=replica.variant, code="500")
-            return v2.error("stage-failure", f"replica {replica.id} failed: {type(e).__name__}: {e}")
+            return v2.error(v2.STAGE_FAILURE, f"replica {replica.id} failed: {type(e).__name__}: {e}")
         finally:
             self._release(replica)
         self.m_requests.inc(stage=name, variant=replica.variant, code="200")

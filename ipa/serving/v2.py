@@ -41,9 +41,13 @@ DATATYPES = NUMERIC | {"BYTES"}
 INPUT_NAME = "input"
 INPUT_DATATYPE = "FP32"
 
+# the two answers that end a request the pipeline accepted without a result: the load generator
+# and the router's ledger classify replies by them
+DROPPED = "drop-limit-violation"  # past the drop limit before or after a stage
+STAGE_FAILURE = "stage-failure"  # a stage endpoint failed the batch
 # error codes and the HTTP status each is answered with
 STATUS = {"bad-json": 400, "bad-request": 400, "bad-shape": 400, "bad-datatype": 400, "unknown-model": 404,
-          "not-found": 404, "drop-limit-violation": 503, "stage-failure": 502, "not-ready": 503}
+          "not-found": 404, DROPPED: 503, STAGE_FAILURE: 502, "not-ready": 503}
 
 
 class V2Error(Exception):
