@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from ipa.adapter import DEFAULT_INTERVAL_S
 from ipa.optimizer.solver import DEFAULT_SOLVER, SOLVERS
 from ipa.runs.experiment import DEFAULT_PREDICTOR, RunSpec, execute
 from ipa.runs.invariants import check_run_folder
@@ -52,7 +53,8 @@ def add_parser(sub) -> None:
                    help=f"one of {', '.join(RUN_PREDICTORS)} (default {DEFAULT_PREDICTOR}; oracle: the true "
                         "peak, read from the run's send times; policy oracle implies it)")
     p.add_argument("--seed", type=int, default=0, help="seeds the send times and the simulator (default 0)")
-    p.add_argument("--interval", type=int, default=10, metavar="S", help="adaptation interval, whole seconds (default 10)")
+    p.add_argument("--interval", type=int, default=DEFAULT_INTERVAL_S, metavar="S",
+                   help=f"adaptation interval, whole seconds (default {DEFAULT_INTERVAL_S})")
     p.add_argument("--duration", type=int, default=None, metavar="S",
                    help="run only the first S seconds of the workload (default: all of it)")
     p.add_argument("--arrivals", choices=("poisson", "uniform"), default="poisson",

@@ -15,10 +15,9 @@ from typing import Callable, Sequence
 from ipa.backends.base import Backend, RunOutput
 from ipa.configuration import Configuration, Decision
 from ipa.errors import ConfigError, IpaError
-from ipa.policies.observation import Observation
+from ipa.policies.observation import DEFAULT_INTERVAL_S, Observation
 from ipa.predictors.uncertainty import CALIBRATION, quantile_factor, settle
 
-DEFAULT_INTERVAL_S = 10   # fact 22
 MONITOR_WINDOW_S = 120    # fact 23: the adapter looks 2 minutes back
 
 # What happened at one adaptation step (the decisions.csv `status` column).

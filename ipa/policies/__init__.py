@@ -35,7 +35,7 @@ from ipa.errors import ConfigError
 from ipa.optimizer.problem import picks_of, problem_from_pipeline
 from ipa.optimizer.solver import DEFAULT_SOLVER, make_solver, solver_name
 from ipa.policies.autoscalers import HpaSettings, RayServeSettings, autoscaler_rule, hpa_step, ray_serve_step
-from ipa.policies.observation import Observation, PolicyState
+from ipa.policies.observation import DEFAULT_INTERVAL_S, Observation, PolicyState
 from ipa.policies.pins import fa2_variants, rim_replicas
 from ipa.policies.rules import Context, adaptive, static
 from ipa.policies.settings import IpaPlusSettings, settings_from
@@ -107,7 +107,7 @@ def make_policy(name: str, pipeline, *, sla_s: float | None = None, alpha: float
                 accuracy_method: str | None = None, solver: str | pulp.LpSolver = DEFAULT_SOLVER,
                 time_limit_s: float | None = DEFAULT_TIME_LIMIT_S,
                 peak_rate_rps: float | None = None, options: dict | None = None,
-                interval_s: float = 10.0) -> Policy:
+                interval_s: float = DEFAULT_INTERVAL_S) -> Policy:
     """A policy for ``pipeline``; every bad option raises ``ConfigError`` here, never in a call."""
     if name not in POLICIES:
         raise ConfigError(f"unknown policy {name!r}; use one of {', '.join(POLICIES)}")

@@ -6,6 +6,8 @@ from typing import Any, Mapping
 
 from ipa.configuration import Configuration
 
+DEFAULT_INTERVAL_S = 10  # a decision every 10 s (fact 22): the adapter's clock, ipa-plus's switch amortisation
+
 
 @dataclass(frozen=True)
 class Observation:

@@ -16,7 +16,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from ipa.adapter import AdapterLoop, first_interval_peak
+from ipa.adapter import DEFAULT_INTERVAL_S, AdapterLoop, first_interval_peak
 from ipa.backends.registry import BACKENDS, LIVE_BACKENDS, backend_options, check_backend_options, make_backend
 from ipa.errors import ConfigError
 from ipa.optimizer.solver import DEFAULT_SOLVER
@@ -41,7 +41,7 @@ class RunSpec:
     predictor: str = DEFAULT_PREDICTOR
     backend: str = "sim"
     seed: int = 0
-    interval_s: int = 10
+    interval_s: int = DEFAULT_INTERVAL_S
     duration_s: int | None = None
     arrivals: str = "poisson"
     solver: str = DEFAULT_SOLVER
