@@ -3,21 +3,9 @@
 ``make_policy(name, pipeline, **options)`` returns a callable ``policy(observation, state) ->
 (Decision, state)``; ``policy.initial_state()`` gives the state of the first call.
 
-=========== ========================================================================
-``ipa``       every knob free (variant, batch, replicas per stage)
-``fa2-low``   variants pinned to the paper's light set (param ``fa2_low``; else least accurate)
-``fa2-high``  variants pinned to the paper's heavier set (param ``fa2_high``; else most accurate)
-``rim``       replicas pinned per stage for the run (param ``rim_replicas``, else what
-              FA2-high's variant needs at batch 1 for option ``peak_rate_rps``)
-``static``    IPA's decision at the first call, kept for the whole run
-``oracle``    ``ipa`` given the true peak of the next 20 s instead of a forecast (the run
-              builds its predictor from the send times: ``ipa.predictors.oracle``)
-``hpa``       the Kubernetes HPA on CPU utilisation: replicas only (``autoscalers``)
-``ray-serve`` Ray Serve's default autoscaling policy: replicas only (``autoscalers``)
-``ipa-plus``      ``ipa`` with a switch cost (a changed variant pays its load time in idle cores,
-              spread over the interval) and forecast-quantile provisioning instead of the
-              fixed margin (``settings.IpaPlusSettings``; each part switchable)
-=========== ========================================================================
+The policies are the entries of ``REGISTRY`` (name -> ``PolicyKind``: its rule or autoscaler
+step, what it pins, its settings, its predictor); adding one is one entry there, and the
+workflow schema's enum is held equal to it by tests/test_workflow.py.
 
 ``hpa``, ``ray-serve`` and ``ipa-plus`` take options (``make_policy(options=...)``: their settings'
 fields, e.g. ``target_utilisation``, ``target_ongoing_requests``, ``switch_cost``,
@@ -40,17 +28,61 @@ from ipa.policies.pins import fa2_variants, rim_replicas
 from ipa.policies.rules import Context, adaptive, static
 from ipa.policies.settings import IpaPlusSettings, settings_from
 
-POLICIES = ("ipa", "fa2-low", "fa2-high", "rim", "static", "oracle", "hpa", "ray-serve", "ipa-plus")
-PAPER_POLICIES = POLICIES[:5]  # the paper's IPA and baselines (fact 29-30)
-# the policies that do not decide on the load forecast but on each stage's measured load
-AUTOSCALERS = {"hpa": (HpaSettings, hpa_step), "ray-serve": (RayServeSettings, ray_serve_step)}
-# the policies with options, and the settings that hold them
-SETTINGS = {"hpa": HpaSettings, "ray-serve": RayServeSettings, "ipa-plus": IpaPlusSettings}
-# the policies whose run replaces the configured predictor
-PREDICTOR_OF = {"oracle": "oracle"}
-DEFAULT_TIME_LIMIT_S = 2.0  # the paper's budget for one decision (fact 22)
-
 Rule = Callable[[Observation, PolicyState, Context], "tuple[Decision, PolicyState]"]
+
+
+def _free(pipeline) -> None:
+    return None
+
+
+def _fa2(level: str) -> Callable:
+    return lambda pipeline: fa2_variants(pipeline, level)
+
+
+@dataclass(frozen=True)
+class PolicyKind:
+    """What makes a policy: a new one is one entry of ``REGISTRY``."""
+
+    summary: str
+    rule: Rule | None = None          # None: built from the autoscaler ``step`` and the settings
+    step: Callable | None = None      # an autoscaler's per-interval step (``autoscalers``)
+    settings: type | None = None      # the dataclass its options are typed and checked by
+    variants: Callable = _free        # pipeline -> {stage: variant} it pins, or None
+    pins_replicas: bool = False       # RIM: replicas pinned for the run (``pins.rim_replicas``)
+    predictor: str | None = None      # the predictor its runs use instead of the configured one
+    paper: bool = False               # one of the paper's IPA and baselines (facts 29-30)
+
+
+REGISTRY: dict[str, PolicyKind] = {
+    "ipa": PolicyKind("every knob free (variant, batch, replicas per stage)", adaptive, paper=True),
+    "fa2-low": PolicyKind("variants pinned to the paper's light set (param fa2_low; else least accurate)",
+                          adaptive, variants=_fa2("low"), paper=True),
+    "fa2-high": PolicyKind("variants pinned to the paper's heavier set (param fa2_high; else most accurate)",
+                           adaptive, variants=_fa2("high"), paper=True),
+    "rim": PolicyKind("replicas pinned per stage for the run (param rim_replicas, else what FA2-high's "
+                      "variants need at batch 1 for option peak_rate_rps)", adaptive, pins_replicas=True, paper=True),
+    "static": PolicyKind("IPA's decision at the first call, kept for the whole run", static, paper=True),
+    "oracle": PolicyKind("ipa given the true peak of the next 20 s instead of a forecast (the run builds "
+                         "its predictor from the send times: ipa.predictors.oracle)", adaptive, predictor="oracle"),
+    # the autoscalers start where FA2-low starts and keep its variants and batch sizes
+    "hpa": PolicyKind("the Kubernetes HPA on CPU utilisation: replicas only", step=hpa_step,
+                      settings=HpaSettings, variants=_fa2("low")),
+    "ray-serve": PolicyKind("Ray Serve's default autoscaling policy: replicas only", step=ray_serve_step,
+                            settings=RayServeSettings, variants=_fa2("low")),
+    "ipa-plus": PolicyKind("ipa with a switch cost (a changed variant pays its load time in idle cores, "
+                           "spread over the interval) and forecast-quantile provisioning instead of the fixed "
+                           "margin, each part switchable", adaptive, settings=IpaPlusSettings),
+}
+
+POLICIES = tuple(REGISTRY)
+PAPER_POLICIES = tuple(n for n, k in REGISTRY.items() if k.paper)
+# the policies that do not decide on the load forecast but on each stage's measured load
+AUTOSCALERS = {n: (k.settings, k.step) for n, k in REGISTRY.items() if k.step is not None}
+# the policies with options, and the settings that hold them
+SETTINGS = {n: k.settings for n, k in REGISTRY.items() if k.settings is not None}
+# the policies whose run replaces the configured predictor
+PREDICTOR_OF = {n: k.predictor for n, k in REGISTRY.items() if k.predictor}
+DEFAULT_TIME_LIMIT_S = 2.0  # the paper's budget for one decision (fact 22)
 
 
 @dataclass(frozen=True)
@@ -111,17 +143,12 @@ def make_policy(name: str, pipeline, *, sla_s: float | None = None, alpha: float
     """A policy for ``pipeline``; every bad option raises ``ConfigError`` here, never in a call."""
     if name not in POLICIES:
         raise ConfigError(f"unknown policy {name!r}; use one of {', '.join(POLICIES)}")
+    kind = REGISTRY[name]
     settings, _ = _settings(name, options, pipeline)
-    rule: Rule = static if name == "static" else adaptive
-    if name in AUTOSCALERS:
-        rule = autoscaler_rule(AUTOSCALERS[name][1], settings)
-    plus = settings if name == "ipa-plus" else None
-    # the autoscalers start where FA2-low starts and keep its variants and batch sizes
-    if name in AUTOSCALERS:
-        pinned_variants = fa2_variants(pipeline, "low")
-    else:
-        pinned_variants = fa2_variants(pipeline, name.split("-")[1]) if name.startswith("fa2-") else None
-    pinned_replicas = rim_replicas(pipeline, peak_rate_rps) if name == "rim" else None
+    rule = kind.rule or autoscaler_rule(kind.step, settings)
+    plus = settings if isinstance(settings, IpaPlusSettings) else None
+    pinned_variants = kind.variants(pipeline)
+    pinned_replicas = rim_replicas(pipeline, peak_rate_rps) if kind.pins_replicas else None
     template = problem_from_pipeline(pipeline, 1.0, sla_s=sla_s, alpha=alpha, beta=beta, gamma=gamma,
                                      statistic=statistic, accuracy_method=accuracy_method,
                                      pinned_variants=pinned_variants, pinned_replicas=pinned_replicas,
