@@ -7,7 +7,8 @@ import math
 import pytest
 
 from ipa.adapter import (APPLY_ERROR, DECIDED, NO_DATA, POLICY_ERROR, AdapterLoop, first_interval_peak)
-from ipa.backends.base import MonitorReading, RunOutput
+from ipa.backends.base import RunOutput
+from ipa.monitoring.reading import MonitorReading
 from ipa.backends.sim import SimBackend
 from ipa.configuration import Configuration, Decision, StageConfig
 from ipa.errors import ConfigError

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from ipa.backends.base import StageSeries
+from ipa.monitoring.reading import StageSeries
 from ipa.configuration import Configuration, StageConfig
 from ipa.errors import ConfigError
 from ipa.policies import make_policy, policy_options

@@ -199,7 +199,7 @@ def _http(method: str, url: str, body: bytes | None = None) -> tuple[int, dict |
 def stage_server(tiny_pipeline, tmp_path):
     """One stage server, started the way the live stack starts it (its own process, its spec on
     disk), serving the detector of tiny-video."""
-    from ipa.serving.processes import free_port, python_argv, wait_http
+    from ipa.processes import free_port, python_argv, wait_http
     from ipa.serving.spec import stage_specs, write_json
 
     spec = stage_specs(tiny_pipeline, load_time_scale=0.05)["detector"]
@@ -507,7 +507,7 @@ def _interrupt_run(args, tmp_path, wait_for: str, timeout_s: float,
     try:
         stdout, stderr = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
-        proc.terminate()  # SIGTERM stops the process group's children too (ipa.serving.processes)
+        proc.terminate()  # SIGTERM stops the process group's children too (ipa.processes)
         proc.communicate(timeout=30)
         raise
     return proc.returncode, "".join(lines) + stderr, children, out, time.monotonic() - signalled

@@ -20,7 +20,7 @@ import pytest
 
 from ipa.configuration import StageConfig
 from ipa.errors import ConfigError
-from ipa.serving.processes import ProcessGroup, free_port, python_argv, wait_http
+from ipa.processes import ProcessGroup, free_port, python_argv, wait_http
 from ipa.serving.router import Endpoint, Router, StageQueue, dns_resolve
 from ipa.serving.spec import RouterSpec, parse_endpoint, stage_specs, write_json
 

@@ -25,7 +25,7 @@ from ipa.monitoring import prometheus as prom_mod
 from ipa.monitoring.monitor import PrometheusMonitor, per_second_counts
 from ipa.serving import v2
 from ipa.serving.metrics import Registry, WholeSecondCounter, WholeSecondIntegral, latency_buckets
-from ipa.serving.processes import ProcessError, check_port_free
+from ipa.processes import ProcessError, check_port_free
 from ipa.serving.stack import LiveStack, batch_timeout_s
 
 ROW = {"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}]}
@@ -171,7 +171,7 @@ def test_missing_prometheus_names_the_debian_package(monkeypatch):
 
 
 def test_unreachable_prometheus_reads_none_quickly():
-    from ipa.serving.processes import free_port
+    from ipa.processes import free_port
 
     mon = PrometheusMonitor(f"http://127.0.0.1:{free_port()}", time.time() - 30, timeout_s=1)
     t = time.monotonic()

@@ -16,7 +16,7 @@ from ipa.errors import ConfigError
 from ipa.pipelines import Pipeline, load_catalogue, load_pipeline
 from ipa.pipelines.profiles import read_profile_csv
 from ipa.sim import DROPPED, LATE, OK, PENDING, Simulator
-from ipa.sim.latency import Z_99, batch_latency_params, lognormal_params
+from ipa.pipelines.latency import Z_99, batch_latency_params, lognormal_params
 from ipa.workloads import load_workload
 
 REFERENCE = ("video", "audio-qa", "audio-sent", "sum-qa", "nlp")

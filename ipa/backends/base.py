@@ -12,9 +12,10 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Iterable, Protocol, Sequence
 
 from ipa.configuration import Configuration
+from ipa.monitoring.reading import Monitor
 from ipa.pipelines.pipeline import Pipeline
 
 
@@ -49,55 +50,6 @@ class WallClock:
         delay = t - self.now()
         if delay > 0:
             time.sleep(delay)
-
-
-@dataclass(frozen=True)
-class StageSeries:
-    """One stage's load, per whole second of a reading (oldest first, the newest ending at the
-    reading's ``until_s``): what the utilisation- and queue-driven autoscalers (``hpa``,
-    ``ray-serve``) act on, as a live stage's metrics expose it.
-
-    ``busy_s[i]``: replica-seconds of service finished in second i (a batch's whole service time
-    counts in the second it finished, as a Prometheus histogram's ``_sum`` grows);
-    ``ongoing[i]``: requests at the stage, queued or in service, averaged over second i (the
-    time integral's increase, live and simulated alike);
-    ``ready[i]``: replicas ready to serve at the end of second i.
-    """
-
-    busy_s: Sequence[float]
-    ongoing: Sequence[float]
-    ready: Sequence[float]
-
-    def utilisation(self, window_s: int) -> float | None:
-        """Busy share of the ready replicas' time over the last ``window_s`` seconds (None: no
-        replica was ready in them)."""
-        available = float(sum(self.ready[-window_s:]))
-        return float(sum(self.busy_s[-window_s:])) / available if available > 0 else None
-
-    def mean_ongoing(self, window_s: int) -> float | None:
-        recent = self.ongoing[-window_s:]
-        return float(sum(recent)) / len(recent) if len(recent) else None
-
-
-@dataclass(frozen=True)
-class MonitorReading:
-    """What the adapter may know about the recent past, as Prometheus would expose it.
-
-    ``arrivals_per_s`` holds per-second arrival counts for whole seconds ending at ``until_s``
-    (oldest first); it may be shorter than asked for at the start of a run. ``None`` from a
-    monitor means no data (e.g. Prometheus down): the adapter then keeps the configuration.
-    ``stages`` holds each stage's load over the same seconds where the backend measures it
-    (empty where it could not be read: a policy that needs it then keeps its configuration).
-    """
-
-    until_s: float
-    arrivals_per_s: Sequence[float]
-    stages: Mapping[str, StageSeries] = field(default_factory=dict)
-
-
-class Monitor(Protocol):
-    def read(self, window_s: int) -> MonitorReading | None:
-        """Per-second arrivals over the last ``window_s`` seconds, or None when unavailable."""
 
 
 @dataclass(frozen=True)

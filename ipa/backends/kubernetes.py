@@ -28,7 +28,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
-from ipa.backends.base import AppliedChange, Monitor, RunOutput, WallClock, write_table
+from ipa.backends.base import AppliedChange, RunOutput, WallClock, write_table
+from ipa.monitoring.reading import Monitor
 from ipa.configuration import Configuration, StageConfig
 from ipa.errors import ApplyFailed, ConfigError, IpaError
 from ipa.k8s.client import ClusterBusy, ClusterError, ClusterUnreachable, KubernetesApi, RolloutTimeout
@@ -120,7 +121,7 @@ class LocustLoad:
     def __init__(self, router_url: str, pipeline: Pipeline, send_times_s: Sequence[float], folder: Path,
                  clock: WallClock):
         from ipa.loadgen import LoadGenerator  # noqa: PLC0415 (live extra)
-        from ipa.serving.processes import ProcessGroup  # noqa: PLC0415
+        from ipa.processes import ProcessGroup  # noqa: PLC0415
         self.pipeline, self.clock = pipeline, clock
         self.files: dict[str, str] = {}  # run-folder name -> path, for RunOutput.extra_files
         self.group = ProcessGroup()

@@ -12,7 +12,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ipa.backends.base import AppliedChange, MonitorReading, RunOutput, StageSeries
+from ipa.backends.base import AppliedChange, RunOutput
+from ipa.monitoring.reading import MonitorReading, StageSeries
 from ipa.configuration import Configuration
 from ipa.errors import ConfigError
 from ipa.pipelines.pipeline import Pipeline

@@ -14,7 +14,7 @@ from typing import Sequence
 from ipa.errors import IpaError
 from ipa.outputs import write_atomic
 from ipa.records import REQUEST_COLUMNS
-from ipa.serving.processes import Child, ProcessGroup, python_argv
+from ipa.processes import Child, ProcessGroup, python_argv
 from ipa.serving.v2 import DROPPED
 
 # the replay's error column for requests left unanswered when it was stopped by a signal

@@ -21,10 +21,10 @@ import math
 import time
 from typing import Callable, Sequence
 
-from ipa.backends.base import MonitorReading
+from ipa.monitoring.reading import MonitorReading
 
 ARRIVALS_METRIC = "ipa_router_requests_whole_seconds_total"
-# each stage's load, for the autoscalers (ipa.backends.base.StageSeries): busy replica-seconds
+# each stage's load, for the autoscalers (ipa.monitoring.reading.StageSeries): busy replica-seconds
 # (the stages' compute-time histogram sum, a counter), and two router gauges
 BUSY_METRIC = "ipa_stage_inference_duration_seconds_sum"
 ONGOING_METRIC = "ipa_router_stage_ongoing_request_seconds_total"
@@ -203,7 +203,7 @@ class PrometheusMonitor:
         """Each stage's busy seconds, ongoing requests and ready replicas for the boundaries
         first..last (the arrivals' seconds); {} with a note when any of them cannot be read, so a
         policy that needs them keeps its configuration rather than act on part of the picture."""
-        from ipa.backends.base import StageSeries
+        from ipa.monitoring.reading import StageSeries
 
         busy, ongoing, ready = (self._by_stage(m, window_s) for m in (BUSY_METRIC, ONGOING_METRIC, READY_METRIC))
         if busy is None or ongoing is None or ready is None:

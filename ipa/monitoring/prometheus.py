@@ -16,7 +16,7 @@ from typing import Mapping
 import yaml
 
 from ipa.errors import IpaError
-from ipa.serving.processes import Child, ProcessGroup, free_port, wait_http
+from ipa.processes import Child, ProcessGroup, free_port, wait_http
 
 DEBIAN_PACKAGE = "prometheus"
 SCRAPE_INTERVAL_S = 1

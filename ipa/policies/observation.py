@@ -14,7 +14,7 @@ class Observation:
     time_s: float
     rate_rps: float                      # the load to provision for (the adapter applied its margin)
     current: Configuration | None = None  # what runs now; ties are broken towards it
-    # each stage's measured load (ipa.backends.base.StageSeries), for the autoscalers that act on
+    # each stage's measured load (ipa.monitoring.reading.StageSeries), for the autoscalers that act on
     # it; empty at the first decision and where the backend could not read it
     stages: Mapping[str, Any] = field(default_factory=dict)
 

@@ -1,7 +1,7 @@
 """What a replica does with a batch: hold itself for a profiled latency, or run the real model.
 
 ``emulated``: loading sleeps the variant's profiled load time; a batch of k sleeps a latency
-drawn from the lognormal the simulator uses (ipa.sim.latency), so live and simulated replicas
+drawn from the lognormal the simulator uses (ipa.pipelines.latency), so live and simulated replicas
 share one service-time model. ``real``: loading builds the architecture (random weights,
 ipa.profiling.builders) and runs one warm-up batch; a batch runs the forward pass on synthetic
 inputs of the stage's profiled shape (ipa.profiling.inputs); the JSON tensor on the wire is

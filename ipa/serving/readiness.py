@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from ipa.configuration import StageConfig
-from ipa.serving.processes import Child, free_port, python_argv, wait_http
+from ipa.processes import Child, free_port, python_argv, wait_http
 from ipa.serving.spec import StageSpec, write_json
 
 POLL_TIMEOUT_S = 600.0  # a large model on a loaded 2-core machine: minutes, not hours

@@ -15,7 +15,7 @@ from ipa.configuration import Configuration, StageConfig
 from ipa.errors import ConfigError
 from ipa.pipelines.pipeline import Pipeline
 from ipa.serving.modes import MODES
-from ipa.sim.latency import batch_latency_params
+from ipa.pipelines.latency import batch_latency_params
 
 
 @dataclass

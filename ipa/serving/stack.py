@@ -18,7 +18,7 @@ from ipa.configuration import Configuration, StageConfig
 from ipa.errors import IpaError
 from ipa.monitoring.prometheus import PrometheusServer
 from ipa.pipelines.pipeline import Pipeline
-from ipa.serving.processes import ProcessGroup, check_port_free, free_port, python_argv, wait_http
+from ipa.processes import ProcessGroup, check_port_free, free_port, python_argv, wait_http
 from ipa.serving.spec import RouterSpec, stage_specs, write_json
 
 

@@ -13,7 +13,7 @@ Model (what a live deployment does, in simulated time):
   has the same two knobs, a size and a time).
 * A replica serves one batch at a time; the batch takes a latency drawn from a lognormal fitted
   to the profiled p50/p99 of (variant, served batch size) at the variant's base cores
-  (ipa/sim/latency.py), from one seeded stream: the same seed gives the same run.
+  (ipa/pipelines/latency.py), from one seeded stream: the same seed gives the same run.
 * Drop policy: a request older (since its intended send time) than the pipeline's drop limit
   is dropped when it would enter a stage and when it is taken from a queue; it is counted
   (status ``dropped``, time, stage) and never served further. A request finishing the last stage
@@ -40,7 +40,7 @@ import numpy as np
 from ipa.configuration import Configuration
 from ipa.errors import ConfigError
 from ipa.pipelines.pipeline import Pipeline
-from ipa.sim.latency import batch_latency_params
+from ipa.pipelines.latency import batch_latency_params
 
 PENDING, OK, LATE, DROPPED, FAILED = 0, 1, 2, 3, 4
 STATUS_NAMES = ("pending", "ok", "late", "dropped", "failed")
