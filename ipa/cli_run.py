@@ -7,7 +7,7 @@ only when the run succeeded. An --out folder holding another run is refused; one
 very run (same parameters) is replaced only with --force.
 
 Backend options (`--backend-option KEY=VALUE`, repeatable; `--mode M` is short for
-`--backend-option mode=M`) are the keyword parameters of the backend's ``make_backend``, e.g.
+`--backend-option mode=M`) are the fields of the backend's settings (``SETTINGS``), e.g.
 local: mode, quick, load_time_scale; kubernetes: image, mode, node_host, router_url, ...
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
     p.add_argument("--policy", required=True, help=f"one of {', '.join(POLICIES)}")
     p.add_argument("--backend", default="sim", help=f"one of {', '.join(BACKENDS)} (default sim)")
     p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE", dest="backend_options",
-                   help="an option of the backend's make_backend, e.g. mode=real, quick=true (repeatable)")
+                   help="a field of the backend's settings, e.g. mode=real, quick=true (repeatable)")
     p.add_argument("--mode", choices=MODES,
                    help="live backends: emulated (replicas hold for profiled latencies) or real (full-size "
                         "models run on this machine's cores; refused up front when the policy would need more "
@@ -111,7 +111,7 @@ def parse_policy_options(pairs: list[str]) -> dict[str, str]:
 
 
 def parse_backend_options(pairs: list[str], mode: str | None = None) -> dict[str, str]:
-    """KEY=VALUE strings as a dict (typed later, against the backend's make_backend)."""
+    """KEY=VALUE strings as a dict (typed later, against the backend's settings)."""
     from ipa.errors import ConfigError
 
     out = _key_values(pairs, "--backend-option", "mode=real")

@@ -149,11 +149,12 @@ def test_backend_options_are_typed_and_recorded_in_the_summary(catalogue_args, t
 def test_backend_options_match_each_make_backend():
     from ipa.backends.registry import backend_options, check_backend_options
     assert check_backend_options("local", {"mode": "real", "quick": "yes", "load_time_scale": "0.5",
-                                           "drain_s": "none"}) == \
-        {"mode": "real", "quick": True, "load_time_scale": 0.5, "drain_s": None}
+                                           "prometheus_binary": "none"}) == \
+        {"mode": "real", "quick": True, "load_time_scale": 0.5, "prometheus_binary": None}
     k8s = check_backend_options("kubernetes", {"router_node_port": "30951", "router_url": "http://h:1",
-                                               "rollout_timeout_s": "60"})
-    assert k8s == {"router_node_port": 30951, "router_url": "http://h:1", "rollout_timeout_s": 60.0}
+                                               "rollout_timeout_s": "60", "retry_delays_s": "1,2"})
+    assert k8s == {"router_node_port": 30951, "router_url": "http://h:1", "rollout_timeout_s": 60.0,
+                   "retry_delays_s": (1.0, 2.0)}
     assert set(backend_options("kubernetes")) >= {"seed", "work_dir", "image", "mode", "node_host", "context"}
     assert "work_dir" not in backend_options("sim")  # the simulator writes nothing of its own
 

@@ -38,8 +38,7 @@ def reachable_cluster():
 
 def test_short_run_on_a_real_cluster(make_tiny_pipeline, tmp_path):
     api, version = reachable_cluster()
-    from ipa.backends.kubernetes import make_backend
-    from ipa.backends.registry import check_backend_options
+    from ipa.backends.registry import check_backend_options, make_backend
     from ipa.cli_run import parse_backend_options
     from ipa.configuration import Configuration, StageConfig
     from ipa.k8s.render import cheapest_configuration
@@ -49,7 +48,7 @@ def test_short_run_on_a_real_cluster(make_tiny_pipeline, tmp_path):
     initial = cheapest_configuration(pipeline)
     options = check_backend_options("kubernetes", parse_backend_options(
         os.environ.get("IPA_CLUSTER_BACKEND_OPTIONS", "").split()))
-    backend = make_backend(**{"rollout_timeout_s": 240.0, **options}, work_dir=str(tmp_path))
+    backend = make_backend("kubernetes", **{"rollout_timeout_s": 240.0, **options}, work_dir=str(tmp_path))
     send_times = [i * 0.1 for i in range(300)]  # 10 RPS for 30 s
     backend.start(pipeline, initial, send_times)
     namespace = backend.namespace

@@ -364,14 +364,16 @@ def test_completion_waits_for_the_rollout_and_a_newer_change_supersedes(emulator
     first = with_stage(initial, "classifier", replicas=2)
     backend.apply(first)
     backend.poll_rollouts()
-    assert backend.applied[0].completed_at_s is None
+    # applied[0] is the initial configuration, in place from t0
+    assert backend.applied[0].note == "initial" and backend.applied[0].completed_at_s == 0.0
+    assert backend.applied[1].completed_at_s is None
     backend.apply(with_stage(first, "classifier", replicas=4))
-    assert "superseded" in backend.applied[0].note
+    assert "superseded" in backend.applied[1].note
     dep = emulator.deployment(backend.namespace, "stage-classifier")
     emulator.auto_ready = True
     emulator._settle(dep)
     backend.poll_rollouts()
-    assert backend.applied[0].completed_at_s is None and backend.applied[1].completed_at_s is not None
+    assert backend.applied[1].completed_at_s is None and backend.applied[2].completed_at_s is not None
     backend.stop()
 
 
@@ -717,7 +719,7 @@ def test_provisioned_cores_are_the_stage_pods_that_exist_surge_included(emulator
     initial = cheapest_configuration(tiny_pipeline)
     backend, _ = make_backend(emulator)
     backend.start(tiny_pipeline, initial, [])
-    backend._stop_watch.set()  # the test polls by hand
+    backend._stop_poll.set()  # the test polls by hand
     ns = backend.namespace
 
     def server_pod(name, cpu, phase="Running"):

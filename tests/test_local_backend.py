@@ -16,7 +16,8 @@ import pytest
 
 from ipa.adapter import AdapterLoop
 from ipa.adapter.loop import DECIDED, NO_DATA
-from ipa.backends.local import LocalBackend, make_backend
+from ipa.backends.local import LocalBackend, LocalSettings
+from ipa.backends.registry import make_backend
 from ipa.errors import ConfigError
 from ipa.pipelines import Pipeline, load_catalogue
 from ipa.pipelines.catalogue import DATA
@@ -36,9 +37,11 @@ def _children_of_me() -> set[int]:
 
 def test_unknown_options_and_modes_are_refused():
     with pytest.raises(ConfigError, match="unknown option"):
-        make_backend(colour="blue")
+        make_backend("local", colour="blue")
     with pytest.raises(ConfigError, match="mode must be one of"):
-        make_backend(mode="fast")
+        make_backend("local", mode="fast")
+    with pytest.raises(ConfigError, match="load_time_scale must be >= 0"):
+        make_backend("local", load_time_scale=-1.0)
 
 
 def test_ipa_run_on_the_local_backend_writes_a_complete_run_folder(tiny_files, tmp_path):
@@ -94,7 +97,7 @@ def test_load_generator_log_conserves_every_request_and_sends_open_loop(tiny_fil
 
     # a pipeline too slow for the load: responses pile up, yet sends stay on schedule
     slow = Configuration({"detector": StageConfig("det-l", 1, 1, 1), "classifier": StageConfig("cls-s", 1, 1, 1)})
-    backend = LocalBackend(work_dir=str(tmp_path / "work"), load_time_scale=0.1, drain_s=4.0)
+    backend = LocalBackend(LocalSettings(work_dir=str(tmp_path / "work"), load_time_scale=0.1))
     times = [i * 0.05 for i in range(100)]  # 20 rps for 5 s against ~2.5 rps of capacity
     backend.start(tiny_pipeline, slow, times)
     backend.clock.sleep_until(5.0)
@@ -141,7 +144,7 @@ def test_prometheus_outage_keeps_the_configuration_and_adaptation_resumes(tiny_p
             self.clock.sleep_until(10.0)
             self.stack.prometheus.start()  # ... to ~10 s (plus its first scrape)
 
-    backend = OutageBackend(work_dir=str(tmp_path / "work"), load_time_scale=0.1)
+    backend = OutageBackend(LocalSettings(work_dir=str(tmp_path / "work"), load_time_scale=0.1))
     loop = AdapterLoop(backend, tiny_pipeline, make_policy("ipa", tiny_pipeline), make_predictor("reactive"),
                        interval_s=3, window_s=30)
     times = [i / 5 for i in range(5 * 24)]
@@ -199,7 +202,7 @@ def test_real_mode_serves_built_models_end_to_end(tmp_path):
     pipeline = _quick_real_pipeline(tmp_path, detector_s=0.6, classifier_s=0.1)
     before = _children_of_me()
     out = tmp_path / "run"
-    backend = LocalBackend(mode="real", quick=True, work_dir=str(tmp_path / "work"))
+    backend = LocalBackend(LocalSettings(mode="real", quick=True, work_dir=str(tmp_path / "work")))
     loop = AdapterLoop(backend, pipeline, make_policy("ipa", pipeline), make_predictor("reactive"), interval_s=5)
     times = [0.5 + i * 0.5 for i in range(16)]  # 2 rps for 8 s
     output = loop.run(times, 9.0, 2.0)
@@ -283,7 +286,7 @@ def test_the_live_monitor_gives_the_autoscalers_each_stages_load_as_the_offered_
             seen.append(observation)
             return inner(observation, state)
 
-    backend = LocalBackend(work_dir=str(tmp_path / "work"), load_time_scale=0.1)
+    backend = LocalBackend(LocalSettings(work_dir=str(tmp_path / "work"), load_time_scale=0.1))
     loop = AdapterLoop(backend, tiny_pipeline, Recording(), make_predictor("reactive"), interval_s=8, window_s=30)
     rate = 5.0
     # Poisson arrivals: evenly spaced ones would sit in a fixed phase against the 1-s seconds, and

@@ -13,30 +13,29 @@ apply
     (``AppliedChange.completed_at_s``) or why they did not.
 stop
     finish the load, keep the pods' logs, delete the namespace (always, also after errors).
+
+The clock, the load, the monitor, the router's ledger and the order of start, stop and abort
+are every live backend's (``ipa.backends.live``).
 """
 from __future__ import annotations
 
 import json
 import logging
 import secrets
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Callable
 
-from ipa.backends.base import AppliedChange, RunOutput, WallClock, write_table
-from ipa.monitoring.reading import Monitor
+from ipa.backends.base import AppliedChange
+from ipa.backends.live import LiveBackend, LoadFactory, MonitorFactory
 from ipa.configuration import Configuration, StageConfig
 from ipa.errors import ApplyFailed, ConfigError, IpaError
 from ipa.k8s.client import ClusterBusy, ClusterError, ClusterUnreachable, KubernetesApi, RolloutTimeout
 from ipa.k8s.manifests import SERVER_APP, ClusterOptions, pod_cores, stage_object_name, stage_patch, stage_state
 from ipa.k8s.render import run_objects, stage_memory
 from ipa.k8s.rollout import pod_problem, rollout_done
-from ipa.monitoring.router_ledger import ROUTER_COUNTS, save_router_counts
 from ipa.pipelines.pipeline import Pipeline
 from ipa.serving.modes import MODES
 
@@ -82,18 +81,6 @@ def read_router_batches(router_url: str, timeout_s: float = 5.0) -> dict[str, in
 
 # --- the seams to the live stack (router admin, load generator, monitor) ----------------------
 
-class LoadReplay(Protocol):
-    def start(self) -> None:
-        """Begin sending at the intended times (time zero = now)."""
-
-    def finish(self):
-        """Wait for the replay to end and every request to be accounted; the per-request table."""
-
-
-LoadFactory = Callable[[str, Sequence[float], "Path | None"], LoadReplay]  # (router URL, send times, work dir)
-MonitorFactory = Callable[[str, "WallClock"], Monitor]
-
-
 def post_router_configuration(router_url: str, pipeline: Pipeline, configuration: Configuration,
                               timeout_s: float = 5.0) -> None:
     """The router's admin endpoint (ipa.serving.router): it applies the batch sizes at its next
@@ -112,45 +99,6 @@ def post_router_configuration(router_url: str, pipeline: Pipeline, configuration
         raise error(f"the router at {router_url} did not take the configuration: {e}") from None
     except (urllib.error.URLError, OSError) as e:
         raise ClusterUnreachable(f"the router at {router_url} did not take the configuration: {e}") from None
-
-
-class LocustLoad:
-    """The local backend's open-loop Locust replay (ipa.loadgen), aimed at the router's NodePort:
-    the load comes from outside the cluster, as a user's would."""
-
-    def __init__(self, router_url: str, pipeline: Pipeline, send_times_s: Sequence[float], folder: Path,
-                 clock: WallClock):
-        from ipa.loadgen import LoadGenerator  # noqa: PLC0415 (live extra)
-        from ipa.processes import ProcessGroup  # noqa: PLC0415
-        self.pipeline, self.clock = pipeline, clock
-        self.files: dict[str, str] = {}  # run-folder name -> path, for RunOutput.extra_files
-        self.group = ProcessGroup()
-        self.gen = LoadGenerator(self.group, folder, router_url, f"/v2/models/{pipeline.name}/infer",
-                                 send_times_s, drain_s=pipeline.drop_limit_s + 5.0)
-        self.gen.launch()
-
-    def start(self) -> None:
-        self.gen.start(self.clock.t0_wall)
-
-    def interrupt(self) -> None:
-        """Stop the replay now; its log (one row per intended send) stays in the work folder."""
-        try:
-            print(f"kubernetes backend: run cut short; the load generator's log is {self.gen.interrupt()}",
-                  file=sys.stderr, flush=True)
-        finally:
-            self.group.stop()
-
-    def finish(self):
-        from ipa.loadgen import classify  # noqa: PLC0415
-        try:
-            log_csv = self.gen.wait()
-            self.files["loadgen_requests.csv"] = str(log_csv)
-            return classify(log_csv, self.pipeline.sla_s)
-        finally:
-            self.group.stop()
-            loadgen_log = self.gen.folder / "logs" / "loadgen.log"
-            if loadgen_log.exists():
-                self.files["logs/loadgen.log"] = str(loadgen_log)
 
 
 def wait_http_ok(url: str, timeout_s: float, what: str, poll_s: float = 0.5) -> None:
@@ -198,33 +146,32 @@ class KubernetesSettings:
     kubeconfig: str | None = None
     context: str | None = None
     # where the load generator's log and the pods' logs go (the run folder's work folder)
-    work_dir: Path | None = None
+    work_dir: str | None = None
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ConfigError(f"kubernetes backend: mode must be one of {', '.join(MODES)}, not {self.mode!r}")
 
 
-class KubernetesBackend:
+class KubernetesBackend(LiveBackend):
+    name = "kubernetes"
+    observing = "rollout check"
+
     def __init__(self, settings: KubernetesSettings | None = None, api: KubernetesApi | None = None,
                  load_factory: LoadFactory | None = None, monitor_factory: MonitorFactory | None = None,
                  router_admin: Callable[[str, Pipeline, Configuration], None] = post_router_configuration,
                  run_id: str | None = None,
                  router_batches: Callable[[str], dict[str, int]] = read_router_batches):
         self.settings = settings or KubernetesSettings()
+        super().__init__(self.settings.work_dir, load_factory, monitor_factory)
+        self.poll_s = self.settings.poll_s
         self._api = api
-        self._load_factory = load_factory
-        self._monitor_factory = monitor_factory
         self._router_admin = router_admin
         self._router_batches = router_batches
         self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-        self.clock = WallClock()
-        self.monitor: Monitor | None = None
         self.applied: list[AppliedChange] = []
-        self._lock = threading.Lock()
         self._pending: list[tuple[int, list[str]]] = []  # (index in applied, deployments) awaiting rollout
-        self.status_errors: list[tuple[float, str]] = []  # failed rollout polls (run time, message)
-        self._stop_watch = threading.Event()
-        self._watcher: threading.Thread | None = None
-        self._load: LoadReplay | None = None
         self._namespace_created = False
-        self.pipeline: Pipeline | None = None
         self.current: Configuration | None = None   # what the cluster and the router hold, as far as known
         self.options: ClusterOptions | None = None
         self._router_configuration: Configuration | None = None  # the last one the router took
@@ -285,36 +232,15 @@ class KubernetesBackend:
                          "the router")
             wait_http_ok(self.prometheus_url + "/-/ready", self.settings.endpoint_timeout_s, "Prometheus")
         except BaseException as e:
-            self._cleanup_after(e)
+            self._tear_down_after(e)
             raise
 
-    def start(self, pipeline: Pipeline, initial: Configuration, send_times_s: Sequence[float]) -> None:
+    def bring_up(self, pipeline: Pipeline, initial: Configuration) -> None:
         self.deploy(pipeline, initial)
-        try:
-            self._load = self._make_load(send_times_s)  # launched and waiting for its t0
-            self.clock.reset()
-            self._cores = [(0.0, float(initial.total_cores))]
-            self.monitor = self._make_monitor()
-            self._watcher = threading.Thread(target=self._watch, name="k8s-rollouts", daemon=True)
-            self._watcher.start()
-            self._load.start()
-        except BaseException as e:
-            self._cleanup_after(e)
-            raise
 
-    def _make_monitor(self) -> Monitor:
-        if self._monitor_factory is not None:
-            return self._monitor_factory(self.prometheus_url, self.clock)
-        from ipa.monitoring.monitor import PrometheusMonitor  # noqa: PLC0415 (live extra)
-        return PrometheusMonitor(self.prometheus_url, self.clock.t0_wall)
-
-    def _make_load(self, send_times_s: Sequence[float]) -> LoadReplay:
-        if self._load_factory is not None:
-            return self._load_factory(self.router_url, send_times_s, self.settings.work_dir)
-        if self.settings.work_dir is None:
-            raise ConfigError("the kubernetes backend needs a work folder for the load generator's log "
-                              "(ipa run gives it one inside the run folder)")
-        return LocustLoad(self.router_url, self.pipeline, send_times_s, Path(self.settings.work_dir), self.clock)
+    def begin(self, initial: Configuration) -> None:
+        self.applied = [AppliedChange(0.0, initial, 0.0, "initial")]
+        self._cores = [(0.0, float(initial.total_cores))]
 
     # --- apply ------------------------------------------------------------------------------
     def apply(self, configuration: Configuration) -> AppliedChange:
@@ -392,8 +318,7 @@ class KubernetesBackend:
                 return
             except ClusterError as e:
                 retry = e.transient and delay is not None
-                self.status_errors.append((round(self.clock.now(), 3),
-                                           f"apply, {what}: {e}" + (f"; trying again in {delay:g} s" if retry else "")))
+                self.note(f"apply, {what}: {e}" + (f"; trying again in {delay:g} s" if retry else ""))
                 if not retry:
                     raise
                 log.warning("apply, %s: %s; trying again in %g s", what, e, delay)
@@ -418,7 +343,7 @@ class KubernetesBackend:
                 s: replace(sent[s] if batches.get(s) == sent[s].batch else known[s], batch=batches.get(s, known[s].batch))
                 for s in known.stages})
         except ClusterError as e:
-            self.status_errors.append((round(self.clock.now(), 3), f"apply, reading the router back: {e}"))
+            self.note(f"apply, reading the router back: {e}")
 
     def _read_back(self, stage: str) -> None:
         """After a failed call, what the stage's Deployment holds (the call may have applied before
@@ -427,7 +352,7 @@ class KubernetesBackend:
             variant, replicas, cores = stage_state(self.api.read_deployment(self.namespace, stage_object_name(stage)))
         except (ClusterError, ValueError) as e:
             self._unknown.add(stage)
-            self.status_errors.append((round(self.clock.now(), 3), f"apply, reading stage {stage} back: {e}"))
+            self.note(f"apply, reading stage {stage} back: {e}")
             return
         self._set_stage(stage, StageConfig(variant, self.current[stage].batch, replicas, cores))
 
@@ -445,14 +370,14 @@ class KubernetesBackend:
         self._pod_cores = sum(pod_cores(p) for p in pods)
         self._record_cores()
 
-    def _watch(self) -> None:
-        while not self._stop_watch.wait(self.settings.poll_s):
-            try:
-                self.poll_cores()
-                self.poll_rollouts()
-            except ClusterError as e:  # the API can blink; the run goes on, the run folder says so
-                log.warning("rollout watch: %s", e)
-                self.status_errors.append((round(self.clock.now(), 3), f"rollout watch: {e}"))
+    def observe(self) -> None:
+        """The cores the stage pods request, and which pending changes have rolled out."""
+        try:
+            self.poll_cores()
+            self.poll_rollouts()
+        except ClusterError as e:
+            log.warning("rollout watch: %s", e)
+            raise
 
     def poll_rollouts(self) -> None:
         """Close every pending change whose Deployments have finished rolling out."""
@@ -508,65 +433,25 @@ class KubernetesBackend:
                                      f"{detail}. Inspect with `kubectl get pods -n {self.namespace}`")
             time.sleep(self.settings.poll_s)
 
-    # --- stop -------------------------------------------------------------------------------
-    def stop(self) -> RunOutput:
-        requests = None
-        extra: dict[str, str] = {}
-        try:
-            if self._load is not None:
-                requests = self._load.finish()
-            ledger = self._save_router_counts() if requests is not None else {}
-            self._stop_watch.set()
-            if self._watcher is not None:
-                self._watcher.join(timeout=5)
-            try:
-                self.poll_rollouts()
-            except ClusterError as e:
-                log.warning("final rollout check: %s", e)
-                self.status_errors.append((round(self.clock.now(), 3), f"final rollout check: {e}"))
-            extra = {**getattr(self._load, "files", {}), **ledger, **self._save_logs(), **self._save_status_errors()}
-        finally:
-            self.teardown()
-        with self._lock:
-            applied, cores = list(self.applied), list(self._cores)
-        return RunOutput(requests=requests, applied=applied, extra_files=extra, provisioned_cores=cores)
-
-    def abort(self) -> None:
-        """The run was cut short (Ctrl-C, SIGTERM, an error): stop the load now instead of letting it
-        replay the rest of the trace, then delete the run's namespace."""
-        try:
-            if self._load is not None:
-                self._load.interrupt()
-        finally:
-            self.teardown()
-
-    def _save_router_counts(self) -> dict[str, str]:
-        """The router's ledger once every response is in (the run's check holds it against the
-        records); its restarts from the router pods' container statuses."""
-        if self.settings.work_dir is None:
-            return {}
+    # --- stop ---------------------------------------------------------------------------
+    def router_restarts(self) -> int:
+        """From the router pods' container statuses."""
         try:
             pods = self.api.list_pods(self.namespace, "app.kubernetes.io/instance=router")
-            restarts = sum(int(c.get("restartCount") or 0) for pod in pods
-                           for c in (pod.get("status") or {}).get("containerStatuses") or [])
-            return {ROUTER_COUNTS: save_router_counts(self.router_url, self.pipeline.name,
-                                                      Path(self.settings.work_dir) / ROUTER_COUNTS, restarts)}
-        except (ClusterError, IpaError) as e:  # the run's check reports the ledger missing
-            log.warning("router ledger: %s", e)
-            self.status_errors.append((round(self.clock.now(), 3), f"router ledger: {e}"))
-            return {}
+        except ClusterError as e:
+            self.note(f"router restarts not read: {e}")
+            return 0
+        return sum(int(c.get("restartCount") or 0) for pod in pods
+                   for c in (pod.get("status") or {}).get("containerStatuses") or [])
 
-    def _save_status_errors(self) -> dict[str, str]:
-        if self.settings.work_dir is None:
-            return {}
-        path = Path(self.settings.work_dir) / "status_poll_errors.csv"
-        return {"status_poll_errors.csv": write_table(path, ("time_s", "message"), self.status_errors)}
+    def records(self) -> dict:
+        return {"applied": list(self.applied), "provisioned_cores": list(self._cores)}
 
-    def _save_logs(self) -> dict[str, str]:
+    def logs(self) -> dict[str, str]:
         """Every pod's log, into work_dir/logs/ (the namespace and its logs go at teardown)."""
-        if self.settings.work_dir is None or not self._namespace_created:
+        if self.work_dir is None or not self._namespace_created:
             return {}
-        folder = Path(self.settings.work_dir) / "logs"
+        folder = self.work_dir / "logs"
         folder.mkdir(parents=True, exist_ok=True)
         out = {}
         try:
@@ -579,17 +464,8 @@ class KubernetesBackend:
             log.warning("could not save pod logs: %s", e)
         return out
 
-    def _cleanup_after(self, error: BaseException) -> None:
-        """Delete what the failed start created; a failing cleanup is added to the original
-        error's notes instead of hiding it."""
-        try:
-            self.teardown()
-        except ClusterError as cleanup:
-            error.add_note(f"cleanup also failed: {cleanup}")
-
-    def teardown(self) -> None:
+    def tear_down(self) -> None:
         """Delete the run's namespace (idempotent); everything the run created goes with it."""
-        self._stop_watch.set()
         if not self._namespace_created:
             return
         try:
@@ -603,23 +479,10 @@ class KubernetesBackend:
         self._namespace_created = False
 
 
-def make_backend(seed: int = 0, work_dir: str | None = None, image: str = KubernetesSettings.image,
-                 mode: str = KubernetesSettings.mode, node_host: str = KubernetesSettings.node_host,
-                 router_node_port: int = KubernetesSettings.router_node_port,
-                 prometheus_node_port: int = KubernetesSettings.prometheus_node_port,
-                 router_url: str | None = None, prometheus_url: str | None = None,
-                 namespace_prefix: str = KubernetesSettings.namespace_prefix,
-                 rollout_timeout_s: float = KubernetesSettings.rollout_timeout_s,
-                 endpoint_timeout_s: float = KubernetesSettings.endpoint_timeout_s,
-                 delete_timeout_s: float = KubernetesSettings.delete_timeout_s,
-                 kubeconfig: str | None = None, context: str | None = None) -> KubernetesBackend:
-    """The options `ipa run --backend kubernetes --backend-option KEY=VALUE` takes (cluster/README.md)."""
-    if mode not in MODES:
-        raise ConfigError(f"kubernetes backend: mode must be one of {', '.join(MODES)}, not {mode!r}")
-    settings = KubernetesSettings(
-        image=image, mode=mode, node_host=node_host, router_node_port=router_node_port,
-        prometheus_node_port=prometheus_node_port, router_url=router_url, prometheus_url=prometheus_url,
-        namespace_prefix=namespace_prefix, rollout_timeout_s=rollout_timeout_s, endpoint_timeout_s=endpoint_timeout_s,
-        delete_timeout_s=delete_timeout_s, seed=seed, kubeconfig=kubeconfig, context=context,
-        work_dir=Path(work_dir) if work_dir else None)
+SETTINGS = KubernetesSettings
+
+
+def make_backend(settings: KubernetesSettings) -> KubernetesBackend:
+    """The options `ipa run --backend kubernetes --backend-option KEY=VALUE` takes are the
+    settings' fields (cluster/README.md)."""
     return KubernetesBackend(settings)

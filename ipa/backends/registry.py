@@ -1,14 +1,15 @@
 """Backends by name, so `ipa run --backend NAME` finds one without importing the others.
 
-Each backend module defines ``make_backend(**options)``; its keyword parameters (with their
-annotations and defaults) are the options that backend takes, so `ipa run --backend-option
-KEY=VALUE` is checked and typed against the signature itself and no list is kept twice. A
-backend whose module is not there (yet) is reported as unavailable rather than unknown.
+Each backend module defines ``SETTINGS``, a dataclass whose fields (with their annotations and
+defaults) are the options that backend takes, and ``make_backend(settings)``. `ipa run
+--backend-option KEY=VALUE` is checked and typed against those fields, so no list of options is
+kept twice. A backend whose module is not there (yet) is reported as unavailable rather than
+unknown.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
-import inspect
 import types
 import typing
 from typing import Any, Mapping
@@ -42,17 +43,15 @@ def _module(name: str):
 
 
 def backend_options(name: str) -> dict[str, tuple[tuple[type, ...], Any]]:
-    """Every option ``make_backend`` of backend ``name`` takes: name -> (accepted types, default)."""
-    factory = _module(name).make_backend
-    hints = typing.get_type_hints(factory)
+    """Every option of backend ``name``: field name -> (accepted types, default)."""
+    settings = _module(name).SETTINGS
+    hints = typing.get_type_hints(settings)
     out = {}
-    for p in inspect.signature(factory).parameters.values():
-        if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
-            continue  # **unknown: the backend's own catch-all, not an option
-        hint = hints.get(p.name, type(p.default) if p.default is not p.empty else str)
+    for f in dataclasses.fields(settings):
+        hint = hints[f.name]
         kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
             else (hint,)
-        out[p.name] = (tuple(k for k in kinds if isinstance(k, type)), p.default)
+        out[f.name] = (tuple(typing.get_origin(k) or k for k in kinds), f.default)
     return out
 
 
@@ -71,6 +70,11 @@ def _convert(backend: str, key: str, value: Any, kinds: tuple[type, ...]) -> Any
         elif kind in (int, float):
             try:
                 return kind(text)
+            except ValueError:
+                pass
+        elif kind is tuple:  # a list of seconds, e.g. retry_delays_s=0.5,1,2
+            try:
+                return tuple(float(x) for x in text.split(",") if x.strip())
             except ValueError:
                 pass
         elif kind is not type(None):
@@ -93,8 +97,16 @@ def check_backend_options(name: str, options: Mapping[str, Any]) -> dict[str, An
             raise ConfigError(f"backend {name!r} has no option {key!r}; its options: "
                               f"{', '.join(settable) if settable else 'none'}")
         out[key] = _convert(name, key, value, known[key][0])
+    _module(name).SETTINGS(**out)  # its own checks (a mode, a range) fail here, before any work
     return out
 
 
 def make_backend(name: str, **options):
-    return _module(name).make_backend(**options)
+    """Backend ``name`` with ``options`` (typed already, ``check_backend_options``); a bad value
+    is refused by the settings' own checks, naming the option."""
+    module = _module(name)
+    known = backend_options(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"backend {name!r}: unknown option(s) {unknown}; its options: {', '.join(known)}")
+    return module.make_backend(module.SETTINGS(**options))

@@ -7,6 +7,7 @@ time and deterministic for a seed.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -118,7 +119,16 @@ class SimBackend:
                          provisioned_cores=list(sim.cores_log), serving_variants=list(sim.serving_log))
 
 
-def make_backend(seed: int = 0, scrape_lag_s: float = DEFAULT_SCRAPE_LAG_S, **unknown) -> SimBackend:
-    if unknown:
-        raise ConfigError(f"sim backend: unknown option(s) {sorted(unknown)}; known: seed, scrape_lag_s")
-    return SimBackend(seed=seed, scrape_lag_s=scrape_lag_s)
+@dataclass(frozen=True)
+class SimSettings:
+    """The options of `ipa run --backend sim --backend-option KEY=VALUE`."""
+
+    seed: int = 0  # every random draw of the run (arrivals are drawn by the workload)
+    scrape_lag_s: float = DEFAULT_SCRAPE_LAG_S  # the monitor sees up to t - lag, as a 1-s scrape does
+
+
+SETTINGS = SimSettings
+
+
+def make_backend(settings: SimSettings) -> SimBackend:
+    return SimBackend(seed=settings.seed, scrape_lag_s=settings.scrape_lag_s)

@@ -45,7 +45,7 @@ class RunSpec:
     duration_s: int | None = None
     arrivals: str = "poisson"
     solver: str = DEFAULT_SOLVER
-    # make_backend's options (e.g. local: mode, quick); strings are typed by its signature
+    # the backend's settings (e.g. local: mode, quick); strings are typed by its SETTINGS fields
     backend_options: dict = field(default_factory=dict)
     # the policy's settings (hpa, ray-serve: e.g. target_utilisation); strings typed by the policy
     policy_options: dict = field(default_factory=dict)
