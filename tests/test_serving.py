@@ -296,6 +296,76 @@ def test_malformed_binary_requests_are_named_counted_and_the_router_keeps_servin
 
 
 @pytest.mark.live
+def test_the_official_triton_grpc_client_infers_through_the_router(stack_factory, tiny_pipeline):
+    import numpy as np
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    s = stack_factory()
+    client = grpcclient.InferenceServerClient(s.grpc_target)
+    name = tiny_pipeline.name
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(name)
+    assert "binary_tensor_data" in client.get_server_metadata().extensions
+    meta = client.get_model_metadata(name)
+    assert meta.name == name and [(t.name, t.datatype) for t in meta.inputs] == [("input", "FP32")]
+    x = np.array([[1.0, 2.0, 3.5]], dtype=np.float32)
+    inp = grpcclient.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    result = client.infer(name, [inp], request_id="r-1")
+    # each stage answers the sum of its row (the stand-in model), so the pipeline gives 6.5
+    assert result.as_numpy("output").tolist() == [[6.5]]
+    assert result.get_response().id == "r-1"
+    client.close()
+    # the request went down the router's one path: counted with the REST ones
+    text = get(f"{s.router_url}/metrics")[1].decode()
+    assert metric(text, "ipa_router_requests_total", pipeline=name) == 1
+    assert metric(text, "ipa_router_responses_total", pipeline=name, outcome="ok") == 1
+
+
+@pytest.mark.live
+def test_bad_grpc_requests_get_a_v2_status_are_counted_and_the_router_keeps_serving(stack_factory, tiny_pipeline):
+    import grpc
+    import numpy as np
+    pytest.importorskip("tritonclient.grpc")
+    from tritonclient.grpc import service_pb2 as pb
+    from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+    s = stack_factory()
+    name = tiny_pipeline.name
+    channel = grpc.insecure_channel(s.grpc_target)
+    stub = pb_grpc.GRPCInferenceServiceStub(channel)
+    raw = np.array([1.0, 2.0], dtype=np.float32).tobytes()
+
+    def infer(model=name, shape=(1, 2), datatype="FP32", contents=(raw,)):
+        tensor = pb.ModelInferRequest.InferInputTensor(name="input", datatype=datatype, shape=list(shape))
+        return stub.ModelInfer(pb.ModelInferRequest(model_name=model, inputs=[tensor], raw_input_contents=list(contents)),
+                               timeout=10)
+
+    def refused(**request) -> tuple[grpc.StatusCode, str]:
+        with pytest.raises(grpc.RpcError) as e:
+            infer(**request)
+        return e.value.code(), e.value.details()
+
+    assert np.frombuffer(infer().raw_output_contents[0], np.float32).tolist() == [3.0]
+    assert refused(model="nope") == (grpc.StatusCode.NOT_FOUND,
+                                     f"unknown-model: model 'nope' is not served here; the pipeline is {name!r}")
+    code, details = refused(contents=(raw[:4],))  # 4 bytes for a [1, 2] FP32 tensor
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("bad-shape")
+    code, details = refused(datatype="FP17")
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("bad-datatype: input 'input': unknown")
+    code, details = refused(contents=(raw, raw))  # two raw entries for one input
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("bad-request")
+    code, details = refused(shape=(2, 1))  # the pipeline takes one request per call
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("bad-shape")
+    assert np.frombuffer(infer().raw_output_contents[0], np.float32).tolist() == [3.0]  # still serving
+    channel.close()
+    text = get(f"{s.router_url}/metrics")[1].decode()
+    assert metric(text, "ipa_router_bad_requests_total", code="unknown-model") == 1
+    assert metric(text, "ipa_router_bad_requests_total", code="bad-shape") == 2
+    assert metric(text, "ipa_router_bad_requests_total", code="bad-datatype") == 1
+    assert metric(text, "ipa_router_bad_requests_total", code="bad-request") == 1
+    assert metric(text, "ipa_router_requests_total", pipeline=name) == 2
+
+
+@pytest.mark.live
 def test_central_queue_forms_batches_and_drops_past_the_limit(stack_factory, tiny_pipeline):
     # one slow replica, batch 4: a burst queues, leaves in batches, and the tail ages past the drop limit
     s = stack_factory(config(det=("det-l", 4, 1)))

@@ -35,6 +35,7 @@ SERVER_PORT = 8000
 # (which polls every 0.1 s) stops sending to it before it goes; well inside the grace period.
 STAGE_DRAIN_S = 2
 ROUTER_PORT = 8080
+ROUTER_GRPC_PORT = 8081  # the router's V2 gRPC front (ipa.serving.grpc_front)
 PORT_NAME = "http"  # the port Prometheus scrapes (/metrics) on every pod of ours
 READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
@@ -317,7 +318,7 @@ def pod_cores(pod: dict) -> float:
 # --- the router -------------------------------------------------------------------------------
 
 def router_args(configuration: Configuration) -> list[str]:
-    return ["--spec", f"{SPEC_DIR}/router.json", "--port", str(ROUTER_PORT),
+    return ["--spec", f"{SPEC_DIR}/router.json", "--port", str(ROUTER_PORT), "--grpc-port", str(ROUTER_GRPC_PORT),
             "--config", json.dumps(configuration.to_dict(), separators=(",", ":"))]
 
 
@@ -338,7 +339,8 @@ def router_deployment(pipeline: str, configuration: Configuration, options: Clus
         "args": router_args(configuration),
         "volumeMounts": [_spec_volume()[1]],
         "env": [{"name": "IPA_PIPELINE", "value": pipeline}, {"name": "IPA_MODE", "value": options.mode}],
-        "ports": [{"name": PORT_NAME, "containerPort": ROUTER_PORT, "protocol": "TCP"}],
+        "ports": [{"name": PORT_NAME, "containerPort": ROUTER_PORT, "protocol": "TCP"},
+                  {"name": "grpc", "containerPort": ROUTER_GRPC_PORT, "protocol": "TCP"}],
         "resources": _resources(options.router_cores, options.router_memory),
         "securityContext": CONTAINER_SECURITY,
         **_probes(PORT_NAME),
@@ -368,7 +370,10 @@ def router_service(pipeline: str, options: ClusterOptions) -> dict:
         "spec": {
             "type": "NodePort",
             "selector": selector(labels),
+            # gRPC gets whatever NodePort the cluster assigns (kind maps only the fixed ones):
+            # `kubectl port-forward svc/router 8081` reaches it from outside
             "ports": [{"name": PORT_NAME, "port": ROUTER_PORT, "targetPort": PORT_NAME,
-                       "nodePort": options.router_node_port, "protocol": "TCP"}],
+                       "nodePort": options.router_node_port, "protocol": "TCP"},
+                      {"name": "grpc", "port": ROUTER_GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"}],
         },
     }

@@ -22,7 +22,11 @@ sizes change at the next dispatch. With ``configure_stages`` (local) the stage p
 told the configuration and move their replicas themselves, so nothing in flight is lost; without
 it (Kubernetes) a stage's pods are configured by their Deployment and the router only batches.
 
-Run: ``python -m ipa.serving.router --spec router.json --port P``.
+The same path answers the Open Inference Protocol over gRPC (``--grpc-port``,
+``ipa.serving.grpc_front``): one ``serve`` for both fronts, so a request is queued, batched,
+dropped and counted alike whichever way it came.
+
+Run: ``python -m ipa.serving.router --spec router.json --port P [--grpc-port G]``.
 """
 from __future__ import annotations
 
@@ -35,8 +39,8 @@ import socket
 import sys
 import time
 from collections import deque
-from dataclasses import asdict
-from typing import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Awaitable, Callable
 
 from ipa.configuration import StageConfig
 from ipa.serving import v2
@@ -141,6 +145,26 @@ class StageQueue:
         out["variants"] = sorted({v for r in live for v in r.get("variants", [])})
         out["stage"], out["endpoints"] = self.name, len(live)
         return out
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The pipeline's answer to one request: ``ok`` with the output tensor, or ``dropped`` /
+    ``failed`` with the reason."""
+
+    request_id: str
+    outcome: str
+    payload: Any  # the output tensor when ok, else the reason
+    latency_s: float
+    compute_s: float
+
+    @property
+    def output(self) -> "v2.Tensor":
+        return self.payload
+
+    @property
+    def code(self) -> str:
+        return v2.DROPPED if self.outcome == "dropped" else v2.STAGE_FAILURE
 
 
 class Router:
@@ -465,28 +489,45 @@ class Router:
 
     async def infer(self, req: Request) -> Response:
         arrived = time.monotonic()
-        p = self.spec.pipeline
         try:
             tensor, doc = v2.parse_infer(req.body, header_length=req.headers.get(v2.BINARY_HEADER))
-            if tensor.batch != 1:
-                raise v2.V2Error("bad-shape", f"the pipeline takes one request per call (shape [1, n]), "
-                                              f"got shape {list(tensor.shape)}")
         except v2.V2Error as e:
-            self.m_bad.inc(pipeline=p, code=e.code)
+            return self.refused(e).response()
+        try:
+            answer = await self.serve(tensor, doc.get("id"), arrived)
+        except v2.V2Error as e:
             return e.response()
+        if answer.outcome != "ok":
+            return v2.error(answer.code, answer.payload)
+        return v2.infer_response(self.spec.pipeline, answer.output, answer.request_id,
+                                 {"latency_s": answer.latency_s, "compute_s": answer.compute_s},
+                                 binary=v2.wants_binary(doc))
+
+    def refused(self, error: v2.V2Error) -> v2.V2Error:
+        """A malformed request, counted by its code (whichever front it came through)."""
+        self.m_bad.inc(pipeline=self.spec.pipeline, code=error.code)
+        return error
+
+    async def serve(self, tensor: v2.Tensor, request_id: str | None, arrived: float) -> Answer:
+        """The one request path of the HTTP and gRPC fronts: a parsed request (the front counts
+        the ones it cannot parse, ``refused``) through every stage. A V2Error, counted, for a
+        request the pipeline does not take; otherwise the pipeline's answer."""
+        p = self.spec.pipeline
+        if tensor.batch != 1:
+            raise self.refused(v2.V2Error("bad-shape", f"the pipeline takes one request per call (shape [1, n]), "
+                                                       f"got shape {list(tensor.shape)}"))
         self.m_arrivals.inc(pipeline=p)
         self.m_arrivals_by_second.inc(pipeline=p)
-        rid = str(doc.get("id") or next(self._ids))
+        rid = str(request_id or next(self._ids))
         item = Item(rid, tensor.data, arrived, asyncio.get_running_loop().create_future())
         self._enqueue(self.queues[0], item)
         outcome, payload = await item.future
         self.m_responses.inc(pipeline=p, outcome=outcome)
-        if outcome == "ok":
-            latency = time.monotonic() - arrived
-            self.m_latency.observe(latency, pipeline=p)
-            return v2.infer_response(p, v2.Tensor("output", (1, len(payload)), "FP32", payload), rid,
-                                     {"latency_s": latency, "compute_s": item.compute_s}, binary=v2.wants_binary(doc))
-        return v2.error(v2.DROPPED if outcome == "dropped" else v2.STAGE_FAILURE, payload)
+        latency = time.monotonic() - arrived
+        if outcome != "ok":
+            return Answer(rid, outcome, payload, latency, item.compute_s)
+        self.m_latency.observe(latency, pipeline=p)
+        return Answer(rid, outcome, v2.Tensor("output", (1, len(payload)), "FP32", payload), latency, item.compute_s)
 
     def start_polling(self) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(self._resolve_loop()))
@@ -501,7 +542,7 @@ class Router:
                 e.client.close()
 
 
-async def amain(spec: RouterSpec, port: int, initial: dict | None) -> None:
+async def amain(spec: RouterSpec, port: int, initial: dict | None, grpc_port: int | None = None) -> None:
     router = Router(spec)
     if initial:
         for name, d in initial.items():
@@ -510,10 +551,17 @@ async def amain(spec: RouterSpec, port: int, initial: dict | None) -> None:
             q.batch = q.config.batch  # the stage processes were started with it too
             router.m_batch_cfg.set(q.batch, stage=name)
     router.start_polling()
+    grpc_server = None
     try:
+        if grpc_port:
+            from ipa.serving import grpc_front  # noqa: PLC0415 - only the router process loads the protocol's messages
+            grpc_server = await grpc_front.start(router, spec.host, grpc_port)
+            log(f"router for {spec.pipeline}: V2 gRPC on {spec.host}:{grpc_port}")
         await serve_until_signalled(router.handle, spec.host, port,
                                     f"router for {spec.pipeline} serving on http://{spec.host}:{port}")
     finally:
+        if grpc_server is not None:
+            await grpc_server.stop(1.0)
         await router.close()
 
 
@@ -522,10 +570,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spec", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--config", default="", help="initial configuration as JSON {stage: StageConfig}")
+    ap.add_argument("--grpc-port", type=int, default=None, help="also serve V2 over gRPC on this port")
     a = ap.parse_args(argv)
     spec = read_router_spec(a.spec)
     try:
-        asyncio.run(amain(spec, a.port, json.loads(a.config) if a.config else None))
+        asyncio.run(amain(spec, a.port, json.loads(a.config) if a.config else None, a.grpc_port))
     except OSError as e:
         log(f"cannot serve on {spec.host}:{a.port}: {e}")
         return 3

@@ -62,6 +62,7 @@ class LiveStack:
         if router_port:
             check_port_free(router_port, host)
         self.router_port = router_port or free_port(host)
+        self.grpc_port = free_port(host)  # the router's V2 gRPC front
         self.stage_ports = {s: free_port(host) for s in pipeline.stage_names}
         self.group = ProcessGroup(log)
         self.group.on_restart = self._restart_argv
@@ -75,6 +76,11 @@ class LiveStack:
     @property
     def router_url(self) -> str:
         return f"http://{self.host}:{self.router_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        """host:port of the router's V2 gRPC front."""
+        return f"{self.host}:{self.grpc_port}"
 
     @property
     def infer_url(self) -> str:
@@ -111,7 +117,8 @@ class LiveStack:
                       for name in self.pipeline.stage_names}
             router = self.group.start("router", python_argv(
                 "ipa.serving.router", "--spec", str(self.folder / "router.json"), "--port", str(self.router_port),
-                "--config", json.dumps(initial.to_dict())), self.folder / "logs" / "router.log")
+                "--grpc-port", str(self.grpc_port), "--config", json.dumps(initial.to_dict())),
+                self.folder / "logs" / "router.log")
             for name, child in stages.items():
                 wait_http(f"{self.stage_url(name)}/v2/health/live", child, timeout_s)
             wait_http(f"{self.router_url}/v2/health/live", router, timeout_s)

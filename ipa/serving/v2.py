@@ -157,6 +157,14 @@ def parse_infer(body: bytes, *, input_name: str = INPUT_NAME, datatype: str = IN
         doc = loads(head)
     except Exception as e:
         raise V2Error("bad-json", f"request body is not JSON ({type(e).__name__})") from None
+    return infer_input(doc, blob, input_name=input_name, datatype=datatype), doc
+
+
+def infer_input(doc: Any, blob: bytes = b"", *, input_name: str = INPUT_NAME,
+                datatype: str = INPUT_DATATYPE) -> Tensor:
+    """The checked input tensor of a request document (REST JSON, or a gRPC request put in the
+    same form): every front refuses the same requests with the same codes. ``blob``: the binary
+    tensors, cut by each input's ``parameters.binary_data_size``."""
     if not isinstance(doc, dict):
         raise V2Error("bad-request", "request body must be a JSON object with 'inputs'")
     inputs = doc.get("inputs")
@@ -184,7 +192,7 @@ def parse_infer(body: bytes, *, input_name: str = INPUT_NAME, datatype: str = IN
             raise V2Error("bad-shape", f"input {input_name!r}: shape {shape} of {dt} needs "
                                        f"{math.prod(shape) * itemsize} bytes, binary_data_size is {len(raw)}")
         import numpy as np
-        return Tensor(input_name, tuple(shape), dt, np.frombuffer(raw, NUMPY_DTYPES[dt]).tolist()), doc
+        return Tensor(input_name, tuple(shape), dt, np.frombuffer(raw, NUMPY_DTYPES[dt]).tolist())
     data = _flatten(tensor.get("data"))
     if not isinstance(data, list):
         raise V2Error("bad-request", f"input {input_name!r}: 'data' must be a list")
@@ -193,7 +201,7 @@ def parse_infer(body: bytes, *, input_name: str = INPUT_NAME, datatype: str = IN
                                    f"got {len(data)}")
     if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in data):
         raise V2Error("bad-datatype", f"input {input_name!r}: {datatype} data must be numbers")
-    return Tensor(input_name, tuple(shape), dt, data), doc
+    return Tensor(input_name, tuple(shape), dt, data)
 
 
 def infer_request(tensor: Tensor, request_id: str = "", parameters: dict | None = None) -> bytes:
