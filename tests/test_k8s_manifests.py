@@ -195,8 +195,12 @@ def test_bad_configurations_are_refused(tiny_pipeline):
     with pytest.raises(ConfigError, match="do not match pipeline"):
         run_objects(tiny_pipeline, Configuration(dict(list(cfg.stages.items())[:1])), ClusterOptions())
     bad = Configuration({**cfg.stages, "detector": StageConfig(cfg["detector"].variant, 0, 1, 1)})
-    with pytest.raises(ConfigError, match="batch and cores >= 1"):
+    with pytest.raises(ConfigError, match="batch, replicas and cores must be >= 1, got batch=0"):
         run_objects(tiny_pipeline, bad, ClusterOptions())
+    # a stage without a replica cannot answer: refused here as on every backend
+    idle = Configuration({**cfg.stages, "detector": StageConfig(cfg["detector"].variant, 1, 0, 1)})
+    with pytest.raises(ConfigError, match="replicas=0"):
+        run_objects(tiny_pipeline, idle, ClusterOptions())
     from ipa.errors import CatalogueError
     unknown = Configuration({**cfg.stages, "detector": StageConfig("no-such-model", 1, 1, 1)})
     with pytest.raises(CatalogueError, match="no variant 'no-such-model'"):
