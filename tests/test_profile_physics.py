@@ -195,8 +195,10 @@ def test_a_cpu_hog_during_a_quick_profile_gets_its_cells_flagged(tmp_path):
     out = tmp_path / "profiles"
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
     try:
-        assert cli("--quick", "--out", str(out), "--variant", "microsoft/resnet-18", "--min-reps", "5",
-                   "--max-reps", "5") == 0
+        # 25 rounds: a quick model's call takes 1-6 ms on a fast host, and other processes' CPU is
+        # read in 10-ms jiffies, so a cell needs some 25-150 ms of calls before a hog shows
+        assert cli("--quick", "--out", str(out), "--variant", "microsoft/resnet-18", "--min-reps", "25",
+                   "--max-reps", "25") == 0
     finally:
         for h in hogs:
             h.kill()

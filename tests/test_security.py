@@ -159,6 +159,12 @@ def _listening(pids) -> list[tuple[int, str, int]]:
 
 
 @pytest.mark.live
+def _loopback(address: str) -> bool:
+    import ipaddress
+    ip = ipaddress.ip_address(address)
+    return ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped is not None and ip.ipv4_mapped.is_loopback)
+
+
 def test_every_server_of_the_live_stack_listens_on_loopback_only(tiny_pipeline, tmp_path):
     """Stage servers, the router and Prometheus, as `ipa serve` and the local backend start them."""
     import shutil
@@ -180,6 +186,7 @@ def test_every_server_of_the_live_stack_listens_on_loopback_only(tiny_pipeline, 
         pids = stack.group.pids()
     assert len(pids) == len(tiny_pipeline.stage_names) + 1 + prometheus
     assert {pid for pid, _, _ in found} == set(pids), "a server process has no listening socket to check"
-    assert [f for f in found if f[1] != "127.0.0.1"] == []
+    # grpc listens on an IPv6 socket: 127.0.0.1 shows as ::ffff:127.0.0.1, loopback all the same
+    assert [f for f in found if not _loopback(f[1])] == []
     ports = {port for _, _, port in found}
-    assert stack.router_port in ports and set(stack.stage_ports.values()) <= ports
+    assert {stack.router_port, stack.grpc_port} <= ports and set(stack.stage_ports.values()) <= ports
