@@ -14,8 +14,26 @@ def test_properties_hold_on_the_synthetic_reference():
     assert check_properties(read_reference(SYNTHETIC_REFERENCE)) == []
 
 
-def test_properties_hold_on_the_reference_pipelines():
-    assert check_properties(read_reference(REFERENCE_FILE)) == []
+def test_the_reference_pipelines_break_only_the_departures_the_readme_explains():
+    # IPA's accurate variants start slowly (opus-mt-tc-big 13.8 s, 16-core DistilBART replicas):
+    # a burst outruns them where FA2-low's light set keeps up (README, "Quality gates")
+    problems = check_properties(read_reference(REFERENCE_FILE))
+    assert [p.split(":")[0] for p in problems] == ["nlp/bursty", "nlp/fluctuating", "sum-qa/fluctuating"]
+    assert all("SLA-violation rate" in p for p in problems)
+
+
+def test_a_property_the_reference_holds_must_keep_holding_one_it_breaks_is_a_known_departure():
+    from ipa.quality.properties import against_reference
+    rows = read_reference(SYNTHETIC_REFERENCE)
+    bursty = Cell("tiny-video", "bursty", "ipa")
+    worse = _with(rows, bursty, sla_violation_rate=0.5)  # far past max(FA2-low's, 1%) + 3 points
+    broken, known = against_reference(rows, worse)
+    assert [p.split(":")[0] for p in broken] == ["tiny-video/bursty"] and known == []
+    # a reference that already broke it: still broken is known, not a regression
+    broken, known = against_reference(worse, _with(rows, bursty, sla_violation_rate=0.4))
+    assert broken == [] and [p.split(":")[0] for p in known] == ["tiny-video/bursty"]
+    # and once it holds again there is nothing to report
+    assert against_reference(worse, rows) == ([], [])
 
 
 def _with(rows, cell: Cell, **metrics):
