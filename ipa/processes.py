@@ -115,12 +115,15 @@ class Child:
             p.wait(5)
 
 
-_GROUPS: "set[ProcessGroup]" = set()
+# in creation order: at exit or on SIGTERM the newest group stops first, as the newest child does
+# within a group, so a load generator started after the servers it loads stops before them and
+# records its requests in flight as such, not as connections the servers closed
+_GROUPS: "dict[ProcessGroup, None]" = {}
 _HOOKED = False
 
 
 def _stop_all() -> None:
-    for g in list(_GROUPS):
+    for g in reversed(list(_GROUPS)):
         g.stop()
 
 
@@ -156,7 +159,7 @@ class ProcessGroup:
         self.on_restart: Callable[[Child], list[str] | None] | None = None  # new argv for a restart
         self.events: list[tuple[float, str, str]] = []  # (wall time, child, what happened)
         _install_hooks()
-        _GROUPS.add(self)
+        _GROUPS[self] = None
 
     def start(self, name: str, argv: Sequence[str], log_path: Path, env: dict | None = None,
               restart: bool = False) -> Child:
@@ -198,7 +201,7 @@ class ProcessGroup:
             children = list(self.children.values())
         for c in reversed(children):
             c.stop()
-        _GROUPS.discard(self)
+        _GROUPS.pop(self, None)
 
     def pids(self) -> list[int]:
         return [c.pid for c in self.children.values() if c.pid is not None]
