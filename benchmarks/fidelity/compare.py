@@ -14,7 +14,7 @@ own; README "Real compute"), at low load and above capacity:
     python benchmarks/fidelity/compare.py --mode real --pipelines-file benchmarks/fidelity/real-compute.yaml \
         --pipeline audio-sent-2core --workload constant-0.5 --duration 120
     python benchmarks/fidelity/compare.py --mode real --pipelines-file benchmarks/fidelity/real-compute.yaml \
-        --pipeline audio-sent-2core --workload constant-2.5 --duration 120
+        --pipeline audio-sent-2core --workload constant-7 --duration 120       # 1.8x capacity on the 2026-12-04 profiles
 """
 from __future__ import annotations
 
