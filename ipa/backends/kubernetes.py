@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from ipa.backends.base import AppliedChange
-from ipa.backends.live import LiveBackend, LoadFactory, MonitorFactory
+from ipa.backends.live import LiveBackend, LoadFactory, MonitorFactory, initial_records
 from ipa.configuration import Configuration, StageConfig
 from ipa.errors import ApplyFailed, ConfigError, IpaError
 from ipa.k8s.client import ClusterBusy, ClusterError, ClusterUnreachable, KubernetesApi, RolloutTimeout
@@ -239,8 +239,8 @@ class KubernetesBackend(LiveBackend):
         self.deploy(pipeline, initial)
 
     def begin(self, initial: Configuration) -> None:
-        self.applied = [AppliedChange(0.0, initial, 0.0, "initial")]
-        self._cores = [(0.0, float(initial.total_cores))]
+        # serving variants are derived from the applied changes (RunOutput): not kept here
+        self.applied, self._cores, _ = initial_records(initial)
 
     # --- apply ------------------------------------------------------------------------------
     def apply(self, configuration: Configuration) -> AppliedChange:
