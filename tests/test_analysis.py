@@ -190,6 +190,24 @@ def test_timeseries_policies_keep_distinct_styles_and_coinciding_ones_are_named(
     assert cores_ax.get_yscale() == "log"
 
 
+def test_a_long_identical_note_is_wrapped_inside_its_panel(tmp_path):
+    root = tmp_path / "runs"
+    # eight policies with the same numbers: the note names all of them and, on one line, would
+    # run on over the neighbouring panel
+    policies = ("ipa", "fa2-low", "fa2-high", "rim", "static", "oracle", "hpa", "ray-serve")
+    for policy in policies:
+        write_run(root, policy=policy, predictor="oracle" if policy == "oracle" else "max")
+    table = summary_table(sorted(f.parent for f in root.rglob("summary.json")))
+    fig = figures.timeseries_figure(table, "video", {k: v for k, v in MAIN.items() if k != "predictor"})
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    (note,) = ax.texts
+    assert all(p in note.get_text() for p in policies) and "\n" in note.get_text()
+    box, panel = note.get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert panel.x0 <= box.x0 and box.x1 <= panel.x1, (box, panel)
+
+
 def test_latency_cdf_is_per_request_and_stops_short_by_the_unanswered_share(tmp_path):
     root = tmp_path / "runs"
     folders = {policy: write_run(root, policy=policy, requests=True, dropped=d, late_every=4)

@@ -7,6 +7,7 @@ the workflow decides what a figure shows and this module only draws it.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -99,12 +100,13 @@ def _label_rows_and_columns(g, rows: Sequence[str], cols: Sequence[str]) -> None
     g.tight_layout()  # FacetGrid's: keeps room for the legend outside the panels
 
 
-def _plain_log_axis(ax) -> None:
+def _plain_log_axis(ax, which: str = "y") -> None:
     """A log axis labelled 2, 5, 10, 20 ..., not 2x10^0 (mathtext ticks collide on short panels)."""
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    (ax.set_yscale if which == "y" else ax.set_xscale)("log")
+    axis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 # --- the four load patterns ---------------------------------------------------------------------
@@ -113,7 +115,7 @@ def load_patterns_figure(rates: pd.DataFrame) -> plt.Figure:
     order = list(dict.fromkeys(rates["workload"]))
     g = sns.relplot(data=rates, x="second", y="rate", row="workload", row_order=order, kind="line",
                     height=1.6, aspect=4.5, linewidth=0.8, facet_kws={"sharey": True})
-    g.set_axis_labels("time (s)", "requests / s")
+    g.set_axis_labels("time (s)", "trace requests / s")  # each pipeline runs them x its load scale
     g.set_titles(row_template="{row_name}")
     return g.figure
 
@@ -141,12 +143,20 @@ def identical_groups(series: Mapping[str, Sequence[float]]) -> list[list[str]]:
     return [g for g in groups if len(g) > 1]
 
 
+NOTE_FONTSIZE = 6
+NOTE_CHAR_WIDTH = 0.62  # a character's mean width in ems (DejaVu Sans), with a margin
+
+
 def _note_identical(ax, long: pd.DataFrame, order: Sequence[str]) -> None:
     wide = long.pivot_table(index="t", columns="policy", values="value", dropna=False)
     groups = identical_groups({p: wide[p] for p in order if p in wide})
     if groups:
-        ax.text(0.01, 0.97, "identical: " + "; ".join(" = ".join(g) for g in groups), transform=ax.transAxes,
-                ha="left", va="top", fontsize=6, color="0.3",
+        # wrapped to the panel's width: a long list would run on over the next panel
+        char_px = NOTE_FONTSIZE * NOTE_CHAR_WIDTH * ax.figure.dpi / 72
+        width = max(20, int(0.97 * ax.get_window_extent().width / char_px))
+        note = textwrap.fill("identical: " + "; ".join(" = ".join(g) for g in groups), width=width,
+                             break_long_words=False, break_on_hyphens=False)
+        ax.text(0.01, 0.97, note, transform=ax.transAxes, ha="left", va="top", fontsize=NOTE_FONTSIZE, color="0.3",
                 bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1})
 
 
@@ -326,7 +336,9 @@ def preference_sweep_figure(summary: pd.DataFrame, where: Mapping[str, object], 
     pipelines = _keys(where, "pipeline", rows)
     colours = dict(zip(preferences, sns.color_palette(n_colors=len(preferences))))
     markers = dict(zip(preferences, PREFERENCE_MARKERS))
-    fig, axes = plt.subplots(1, len(pipelines), figsize=(2.9 * len(pipelines), 2.7), squeeze=False)
+    ncols = min(3, len(pipelines) + 1)
+    nrows = -(-(len(pipelines) + 1) // ncols)  # one slot for the legend
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), squeeze=False)
     for ax, pipeline in zip(axes.flat, pipelines):
         mine = data[data["pipeline"] == pipeline].sort_values("cost_cores_mean")
         ax.plot(mine["cost_cores_mean"], mine["pas_mean"] * 100, color="0.6", linewidth=0.8, zorder=1)
@@ -335,27 +347,34 @@ def preference_sweep_figure(summary: pd.DataFrame, where: Mapping[str, object], 
             ax.scatter(point.cost_cores_mean, point.pas_mean * 100, s=110 - 30 * i, marker=markers[point.weights],
                        color=colours[point.weights], edgecolor="white", linewidth=0.6, zorder=2 + i,
                        label=point.weights)
-        for ref in refs[refs["pipeline"] == pipeline].itertuples():
+        mine_refs = refs[refs["pipeline"] == pipeline].sort_values(["pas_mean", "cost_cores_mean"])
+        for j, ref in enumerate(mine_refs.itertuples()):
             ax.scatter(ref.cost_cores_mean, ref.pas_mean * 100, s=25, marker="P", color="0.45", zorder=1)
             # a cheap point that misses the SLA is not a better trade-off: the label says so
             late = f" ({100 * ref.sla_violation_rate:.0f} % late)" if ref.sla_violation_rate >= 0.01 else ""
-            ax.annotate(ref.policy + late, (ref.cost_cores_mean, ref.pas_mean * 100), xytext=(3, 3),
-                        textcoords="offset points", fontsize=6, color="0.35")
+            # labels of neighbouring landmarks alternate above and below their points
+            ax.annotate(ref.policy + late, (ref.cost_cores_mean, ref.pas_mean * 100),
+                        xytext=(3, 3 if j % 2 == 0 else -8), textcoords="offset points", fontsize=6, color="0.35")
         groups = identical_groups({w: [x, y] for w, x, y in zip(mine["weights"], mine["cost_cores_mean"],
                                                                  mine["pas_mean"])})
         if groups:
             ax.text(0.98, 0.03, "same point: " + "; ".join(" = ".join(g) for g in groups), transform=ax.transAxes,
                     ha="right", va="bottom", fontsize=6, color="0.3")
+        _plain_log_axis(ax, "x")
         ax.margins(0.15)
-        ax.set_title(pipeline)
-        ax.set_xlabel("cores (mean)")
-    axes.flat[0].set_ylabel("PAS (x100)")
+        ax.set_title(pipeline, fontsize=9)
+        ax.set_xlabel("cores (mean, log)", fontsize=8)
+        ax.set_ylabel("PAS (x100)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    slots = list(axes.flat)
+    for ax in slots[len(pipelines):]:
+        ax.axis("off")
     handles = [plt.Line2D([], [], linestyle="", marker=markers[w], color=colours[w], markersize=7, label=w)
                for w in preferences]
     if len(refs):
         handles.append(plt.Line2D([], [], linestyle="", marker="P", color="0.45", markersize=5,
                                   label="baselines (default weights)"))
-    fig.legend(handles=handles, title="priority", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    slots[len(pipelines)].legend(handles=handles, title="priority", loc="center", frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -475,10 +494,7 @@ def pareto_figure(summary: pd.DataFrame, where: Mapping[str, object], sweep: Map
             ax.scatter(r.cost_cores_mean, r.pas_mean * 100, s=marker_area(r.sla_violation_rate),
                        color=colours[r.policy], marker=markers[r.workload], alpha=0.8, zorder=3,
                        edgecolors="black" if r.policy == BOUND else "none", linewidths=1.0)
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        _plain_log_axis(ax, "x")
         ax.margins(x=0.08, y=0.12)  # the largest markers sit inside the panel
         ax.set_title(pipeline, fontsize=9)
         ax.set_xlabel("cores (mean, log)", fontsize=8)
