@@ -194,9 +194,11 @@ def test_a_long_identical_note_is_wrapped_inside_its_panel(tmp_path):
     root = tmp_path / "runs"
     # eight policies with the same numbers: the note names all of them and, on one line, would
     # run on over the neighbouring panel
-    policies = ("ipa", "fa2-low", "fa2-high", "rim", "static", "oracle", "hpa", "ray-serve")
-    for policy in policies:
-        write_run(root, policy=policy, predictor="oracle" if policy == "oracle" else "max")
+    # (fa2-low lower, so the others' line runs along the top of the panel, under the note)
+    policies = ("ipa", "fa2-high", "rim", "static", "oracle", "hpa", "ray-serve", "ipa-plus")
+    for policy in policies + ("fa2-low",):
+        write_run(root, policy=policy, predictor="oracle" if policy == "oracle" else "max",
+                  pas=0.4 if policy == "fa2-low" else 0.5)
     table = summary_table(sorted(f.parent for f in root.rglob("summary.json")))
     fig = figures.timeseries_figure(table, "video", {k: v for k, v in MAIN.items() if k != "predictor"})
     fig.canvas.draw()
@@ -206,6 +208,9 @@ def test_a_long_identical_note_is_wrapped_inside_its_panel(tmp_path):
     assert all(p in note.get_text() for p in policies) and "\n" in note.get_text()
     box, panel = note.get_window_extent(renderer), ax.get_window_extent(renderer)
     assert panel.x0 <= box.x0 and box.x1 <= panel.x1, (box, panel)
+    # and it sits above the data: the highest point of every line is drawn below the note
+    top = max(float(np.nanmax(line.get_ydata())) for line in ax.get_lines() if len(line.get_ydata()))
+    assert ax.transData.transform((0, top))[1] < box.y0
 
 
 def test_latency_cdf_is_per_request_and_stops_short_by_the_unanswered_share(tmp_path):

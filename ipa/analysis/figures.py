@@ -147,7 +147,8 @@ NOTE_FONTSIZE = 6
 NOTE_CHAR_WIDTH = 0.62  # a character's mean width in ems (DejaVu Sans), with a margin
 
 
-def _note_identical(ax, long: pd.DataFrame, order: Sequence[str]) -> None:
+def _note_identical(ax, long: pd.DataFrame, order: Sequence[str]) -> int:
+    """Name the policies whose lines coincide in this panel; returns the note's line count."""
     wide = long.pivot_table(index="t", columns="policy", values="value", dropna=False)
     groups = identical_groups({p: wide[p] for p in order if p in wide})
     if groups:
@@ -158,6 +159,18 @@ def _note_identical(ax, long: pd.DataFrame, order: Sequence[str]) -> None:
                              break_long_words=False, break_on_hyphens=False)
         ax.text(0.01, 0.97, note, transform=ax.transAxes, ha="left", va="top", fontsize=NOTE_FONTSIZE, color="0.3",
                 bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1})
+        return note.count("\n") + 1
+    return 0
+
+
+def _headroom(ax, share: float) -> None:
+    """Raise the top of the y axis so the top ``share`` of the panel is free (for a note over
+    the data, which would otherwise hide the highest line)."""
+    bottom, top = ax.get_ylim()
+    if ax.get_yscale() == "log":
+        ax.set_ylim(bottom, top * (top / bottom) ** (share / (1 - share)))
+    else:
+        ax.set_ylim(bottom, top + (top - bottom) * share / (1 - share))
 
 
 def timeseries_figure(summary: pd.DataFrame, pipeline: str, where: Mapping[str, object]) -> plt.Figure:
@@ -191,13 +204,19 @@ def timeseries_figure(summary: pd.DataFrame, pipeline: str, where: Mapping[str, 
                     height=1.9, aspect=1.5, facet_kws={"sharey": "row"})
     g.set_xlabels("time (s)")
     step = max(len(order), n_points // 10)
+    note_lines: dict[str, int] = {}
     for (metric, workload), ax in g.axes_dict.items():
         # markers staggered per policy: where lines coincide, each still shows its own marks
         for i, line in enumerate(ax.get_lines()[:len(order)]):
             line.set_markevery((i * step // len(order), step))
         if metric == labels["cores"]:
             _plain_log_axis(ax)
-        _note_identical(ax, long[(long["metric"] == metric) & (long["workload"] == workload)], order)
+        note_lines[metric] = max(note_lines.get(metric, 0),
+                                 _note_identical(ax, long[(long["metric"] == metric) & (long["workload"] == workload)],
+                                                 order))
+    for metric, lines in note_lines.items():
+        if lines:  # the row shares its y axis: raised once, for its longest note
+            _headroom(g.axes_dict[(metric, workloads[0])], 0.05 + 0.1 * lines)
     _label_rows_and_columns(g, list(labels.values()), workloads)
     g.figure.suptitle(f"{pipeline}", y=1.02)
     return g.figure
