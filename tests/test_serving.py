@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 from conftest import default_sigint
+from prometheus_client.parser import text_string_to_metric_families
 
 from ipa.configuration import Configuration, StageConfig
 from ipa.errors import ConfigError, IpaError
@@ -68,23 +69,36 @@ def config(det=("det-s", 1, 1), cls=("cls-s", 1, 1)) -> Configuration:
 
 # --- pure parts ---------------------------------------------------------------------------------
 
+def exposed(reg: Registry) -> dict:
+    """The registry's exposition as Prometheus would read it (prometheus_client's own parser):
+    {(sample name, sorted labels): (value, timestamp in seconds or None)}."""
+    out = {}
+    for family in text_string_to_metric_families(reg.render().decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = (s.value, None if s.timestamp is None else float(s.timestamp))
+    return out
+
+
 def test_histogram_has_an_edge_at_the_sla_and_cumulative_buckets():
     reg = Registry()
     h = reg.histogram("x_seconds", "help", latency_buckets(0.7), ("p",))
     for v in (0.69, 0.7, 0.71, 5.0):
         h.observe(v, p="a")
-    text = reg.render().decode()
+    samples = exposed(reg)
     assert 0.7 in latency_buckets(0.7)
-    assert 'x_seconds_bucket{p="a",le="0.7"} 2' in text  # le is inclusive: 0.7 is within the SLA
-    assert 'x_seconds_bucket{p="a",le="+Inf"} 4' in text
-    assert 'x_seconds_count{p="a"} 4' in text
+    assert samples[("x_seconds_bucket", (("le", "0.7"), ("p", "a")))][0] == 2  # le is inclusive: 0.7 is within the SLA
+    assert samples[("x_seconds_bucket", (("le", "+Inf"), ("p", "a")))][0] == 4
+    assert samples[("x_seconds_count", (("p", "a"),))][0] == 4
 
 
 def test_whole_second_counter_exposes_each_boundary_once_with_its_stamp():
     now = [100.2]
+    reg = Registry()
     c = WholeSecondCounter("arrivals_total", "help", ("p",), clock=lambda: now[0])
+    reg.registry.register(c)
+    key = ("arrivals_total", (("p", "a"),))
     c.touch(p="a")
-    assert c.lines() == ['arrivals_total{p="a"} 0 100000']
+    assert exposed(reg) == {key: (0, 100.0)}
     # events (inc) and scrapes (a line expected) in time order; a scrape anywhere in a second
     # exposes the count up to that second's start, stamped with it: one value per boundary,
     # whatever the scrape's phase
@@ -96,12 +110,15 @@ def test_whole_second_counter_exposes_each_boundary_once_with_its_stamp():
         if line is None:
             c.inc(p="a")
             continue
-        assert c.lines() == [f'arrivals_total{{p="a"}} {line}']
+        value, stamp_ms = line.split()
+        assert exposed(reg) == {key: (float(value), int(stamp_ms) / 1000)}, t
 
 
 def test_whole_second_integral_gives_each_seconds_mean_level_exactly():
     now = [100.5]
+    reg = Registry()
     c = WholeSecondIntegral("ongoing_seconds_total", "help", ("s",), clock=lambda: now[0])
+    reg.registry.register(c)
     # the level is 0 from 100.5, 2 from 100.75, 1 from 101.5, 0 from 103.25; by hand, the means of
     # the seconds (100, 101], (101, 102], (102, 103], (103, 104] are 2 x 0.25 = 0.5,
     # 2 x 0.5 + 1 x 0.5 = 1.5, 1.0 and 1 x 0.25 = 0.25, so the integral at 101..104 is 0.5, 2, 3, 3.25
@@ -113,7 +130,8 @@ def test_whole_second_integral_gives_each_seconds_mean_level_exactly():
         if isinstance(event, int):
             c.set(event, s="a")
         else:
-            assert c.lines() == [f'ongoing_seconds_total{{s="a"}} {event}'], t
+            value, stamp_ms = event.split()
+            assert exposed(reg) == {("ongoing_seconds_total", (("s", "a"),)): (float(value), int(stamp_ms) / 1000)}, t
 
 
 @pytest.mark.parametrize("body,code", [

@@ -103,7 +103,7 @@ async def overhead(stack: LiveStack, rate: float, seconds: float) -> dict:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(t, t0)))
     await asyncio.gather(*tasks)
-    client.close()
+    await client.close()
     n = len(stack.pipeline.stage_names)
     return {"requests": len(added), "added_p50_ms": 1e3 * pct(added, 0.5), "added_p99_ms": 1e3 * pct(added, 0.99),
             "added_p50_ms_per_stage": 1e3 * pct(added, 0.5) / n, "added_p99_ms_per_stage": 1e3 * pct(added, 0.99) / n,

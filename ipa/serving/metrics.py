@@ -1,70 +1,58 @@
-"""Counters, gauges and histograms exposed in the Prometheus text format (version 0.0.4).
+"""The servers' metrics, on ``prometheus_client``: one registry per process.
 
-A few dozen lines instead of ``prometheus_client`` (not installed here); names follow the
-Prometheus conventions: base units, ``_seconds``, ``_total`` on counters, and the latency
-histograms carry a bucket edge at the SLA so "within SLA" is an exact bucket count.
+Names follow the Prometheus conventions (base units, ``_seconds``, ``_total`` on counters), and
+the latency histograms carry a bucket edge at the SLA so "within SLA" is an exact bucket count.
+Two counters are this project's own, exposed through custom collectors because their samples
+carry timestamps: ``WholeSecondCounter`` (arrivals per wall-clock second, what IPA's predictor
+reads) and ``WholeSecondIntegral`` (a level's exact mean per second, what the autoscalers read).
 """
 from __future__ import annotations
 
-import bisect
 import math
 import time
 from typing import Iterable
 
+import prometheus_client
+from prometheus_client.core import CounterMetricFamily
+
+# The classic text format: what every Prometheus since 2.0 scrapes without negotiation.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-
-def _fmt(v: float) -> str:
-    return "+Inf" if v == math.inf else repr(float(v))
-
-
-def _labels(names: tuple[str, ...], values: tuple[str, ...], extra: str = "") -> str:
-    parts = [f'{n}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-             for n, v in zip(names, values)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
+# A `_created` sample per counter and histogram series doubles the exposition for no reader here.
+prometheus_client.disable_created_metrics()
 
 
-class _Metric:
-    kind = ""
+class _Labelled:
+    """A prometheus_client metric called with labels as keywords (``inc(stage="asr")``)."""
 
-    def __init__(self, name: str, help_: str, labels: Iterable[str] = ()):
-        self.name, self.help, self.label_names = name, help_, tuple(labels)
-        self._values: dict[tuple[str, ...], object] = {}
+    def __init__(self, metric, label_names: tuple[str, ...]):
+        self._metric, self._names = metric, label_names
 
-    def _key(self, labels: dict[str, str]) -> tuple[str, ...]:
-        return tuple(str(labels[n]) for n in self.label_names)
-
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+    def _child(self, labels: dict[str, str]):
+        if not self._names:
+            return self._metric
+        return self._metric.labels(*(str(labels[n]) for n in self._names))
 
 
-class Counter(_Metric):
-    kind = "counter"
-
+class Counter(_Labelled):
     def inc(self, amount: float = 1.0, **labels: str) -> None:
-        k = self._key(labels)
-        self._values[k] = self._values.get(k, 0.0) + amount  # type: ignore[operator]
-
-    def value(self, **labels: str) -> float:
-        return float(self._values.get(self._key(labels), 0.0))  # type: ignore[arg-type]
-
-    def lines(self) -> list[str]:
-        return [f"{self.name}{_labels(self.label_names, k)} {_fmt(v)}" for k, v in self._values.items()]  # type: ignore[arg-type]
+        self._child(labels).inc(amount)
 
 
-class Gauge(Counter):
-    kind = "gauge"
-
+class Gauge(_Labelled):
     def set(self, value: float, **labels: str) -> None:
-        self._values[self._key(labels)] = float(value)
+        self._child(labels).set(value)
 
     def clear(self) -> None:
-        self._values.clear()
+        self._metric.clear()
 
 
-class WholeSecondCounter(_Metric):
+class Histogram(_Labelled):
+    def observe(self, value: float, **labels: str) -> None:
+        self._child(labels).observe(value)
+
+
+class WholeSecondCounter:
     """A counter exposed as of the last whole second, with that second as the sample's timestamp.
 
     ``inc`` records when each event happened; a scrape at wall time ``now`` exposes the events
@@ -76,36 +64,40 @@ class WholeSecondCounter(_Metric):
     never back-dated), which Prometheus stores once.
     """
 
-    kind = "counter"
-
     def __init__(self, name: str, help_: str, labels: Iterable[str] = (), clock=time.time):
-        super().__init__(name, help_, labels)
-        self.clock = clock
+        self.name, self.help, self.label_names, self.clock = name, help_, tuple(labels), clock
+        # per label values: [events before `second`, the second being counted, its events so far]
+        self._state: dict[tuple[str, ...], list] = {}
+
+    def _key(self, labels: dict[str, str]) -> tuple[str, ...]:
+        return tuple(str(labels[n]) for n in self.label_names)
 
     def inc(self, **labels: str) -> None:
         second = math.floor(self.clock())
-        k = self._key(labels)
-        # [events before `second`, the second being counted, its events so far]
-        state = self._values.setdefault(k, [0, second, 0])
-        if second > state[1]:  # type: ignore[index]
-            state[0] += state[2]  # type: ignore[index]
-            state[1], state[2] = second, 0  # type: ignore[index]
-        state[2] += 1  # type: ignore[index]
+        state = self._state.setdefault(self._key(labels), [0, second, 0])
+        if second > state[1]:
+            state[0] += state[2]
+            state[1], state[2] = second, 0
+        state[2] += 1
 
     def touch(self, **labels: str) -> None:
         """Expose the series (at zero) before its first event."""
-        self._values.setdefault(self._key(labels), [0, math.floor(self.clock()), 0])
+        self._state.setdefault(self._key(labels), [0, math.floor(self.clock()), 0])
 
-    def lines(self) -> list[str]:
+    def samples(self) -> list[tuple[tuple[str, ...], float, int]]:
+        """(label values, value, timestamp in whole seconds) per series, as a scrape now sees it."""
         boundary = math.floor(self.clock())
-        out = []
-        for k, (before, second, current) in self._values.items():  # type: ignore[misc]
-            value = before + current if second < boundary else before
-            out.append(f"{self.name}{_labels(self.label_names, k)} {value} {boundary * 1000}")
-        return out
+        return [(k, before + current if second < boundary else before, boundary)
+                for k, (before, second, current) in self._state.items()]
+
+    def collect(self):
+        family = CounterMetricFamily(self.name, self.help, labels=self.label_names)
+        for k, value, stamp in self.samples():
+            family.add_metric(k, value, timestamp=stamp)
+        yield family
 
 
-class WholeSecondIntegral(_Metric):
+class WholeSecondIntegral(WholeSecondCounter):
     """The time integral of a level (e.g. requests at a stage) as a counter in level-seconds,
     exposed as of the last whole second and stamped with it, as ``WholeSecondCounter`` is.
 
@@ -115,65 +107,30 @@ class WholeSecondIntegral(_Metric):
     autoscaler acting on them sees an idle stage.
     """
 
-    kind = "counter"
-
-    def __init__(self, name: str, help_: str, labels: Iterable[str] = (), clock=time.time):
-        super().__init__(name, help_, labels)
-        self.clock = clock
+    def inc(self, **labels: str) -> None:  # a level is set, not counted
+        raise TypeError("WholeSecondIntegral is set to a level, not incremented")
 
     def set(self, level: float, **labels: str) -> None:
         k = self._key(labels)
-        state = self._values.get(k)
+        state = self._state.get(k)
         if state is None:
             now = self.clock()
             # [level, since, integral up to since, floor(since), integral up to floor(since)]
-            self._values[k] = [float(level), now, 0.0, math.floor(now), 0.0]
+            self._state[k] = [float(level), now, 0.0, math.floor(now), 0.0]
             return
-        old, since, area, boundary, _ = state  # type: ignore[misc]
+        old, since, area, boundary, _ = state
         now = max(self.clock(), since)  # a wall clock stepped back must not make the integral shrink
         second = math.floor(now)
         if second > boundary:  # the level held from `since` past the boundary `second`
-            state[3], state[4] = second, area + old * (second - since)  # type: ignore[index]
-        state[0], state[1], state[2] = float(level), now, area + old * (now - since)  # type: ignore[index]
+            state[3], state[4] = second, area + old * (second - since)
+        state[0], state[1], state[2] = float(level), now, area + old * (now - since)
 
-    def lines(self) -> list[str]:
+    def samples(self) -> list[tuple[tuple[str, ...], float, int]]:
         boundary = math.floor(self.clock())
         out = []
-        for k, (level, since, area, last_boundary, area_at_last) in self._values.items():  # type: ignore[misc]
+        for k, (level, since, area, last_boundary, area_at_last) in self._state.items():
             value = area + level * (boundary - since) if boundary > last_boundary else area_at_last
-            out.append(f"{self.name}{_labels(self.label_names, k)} {_fmt(value)} {boundary * 1000}")
-        return out
-
-
-class Histogram(_Metric):
-    kind = "histogram"
-
-    def __init__(self, name: str, help_: str, buckets: Iterable[float], labels: Iterable[str] = ()):
-        super().__init__(name, help_, labels)
-        self.buckets = sorted(set(float(b) for b in buckets))
-
-    def observe(self, value: float, **labels: str) -> None:
-        k = self._key(labels)
-        state = self._values.get(k)
-        if state is None:
-            state = self._values[k] = [[0] * len(self.buckets), 0.0, 0]
-        counts, _, _ = state  # type: ignore[misc]
-        i = bisect.bisect_left(self.buckets, value)  # le semantics: value <= edge
-        if i < len(counts):
-            counts[i] += 1
-        state[1] += value  # type: ignore[index]
-        state[2] += 1  # type: ignore[index]
-
-    def lines(self) -> list[str]:
-        out = []
-        for k, (counts, total, n) in self._values.items():  # type: ignore[misc]
-            cum = 0
-            for edge, c in zip(self.buckets, counts):
-                cum += c
-                out.append(f"{self.name}_bucket{_labels(self.label_names, k, f'le={chr(34)}{_fmt(edge)}{chr(34)}')} {cum}")
-            out.append(f"{self.name}_bucket{_labels(self.label_names, k, 'le=' + chr(34) + '+Inf' + chr(34))} {n}")
-            out.append(f"{self.name}_sum{_labels(self.label_names, k)} {_fmt(total)}")
-            out.append(f"{self.name}_count{_labels(self.label_names, k)} {n}")
+            out.append((k, value, boundary))
         return out
 
 
@@ -188,30 +145,34 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 class Registry:
-    def __init__(self) -> None:
-        self.metrics: list[_Metric] = []
+    """One process's metrics: a ``prometheus_client.CollectorRegistry`` of its own, so two
+    servers in one process (tests) never share a series."""
 
-    def add(self, metric: _Metric):
-        self.metrics.append(metric)
-        return metric
+    def __init__(self) -> None:
+        self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
 
     def counter(self, name: str, help_: str, labels: Iterable[str] = ()) -> Counter:
-        return self.add(Counter(name, help_, labels))
+        labels = tuple(labels)
+        return Counter(prometheus_client.Counter(name, help_, labels, registry=self.registry), labels)
 
     def gauge(self, name: str, help_: str, labels: Iterable[str] = ()) -> Gauge:
-        return self.add(Gauge(name, help_, labels))
-
-    def whole_second_counter(self, name: str, help_: str, labels: Iterable[str] = ()) -> WholeSecondCounter:
-        return self.add(WholeSecondCounter(name, help_, labels))
-
-    def whole_second_integral(self, name: str, help_: str, labels: Iterable[str] = ()) -> WholeSecondIntegral:
-        return self.add(WholeSecondIntegral(name, help_, labels))
+        labels = tuple(labels)
+        return Gauge(prometheus_client.Gauge(name, help_, labels, registry=self.registry), labels)
 
     def histogram(self, name: str, help_: str, buckets: Iterable[float], labels: Iterable[str] = ()) -> Histogram:
-        return self.add(Histogram(name, help_, buckets, labels))
+        labels = tuple(labels)
+        return Histogram(prometheus_client.Histogram(name, help_, labels, registry=self.registry,
+                                                     buckets=tuple(buckets)), labels)
+
+    def whole_second_counter(self, name: str, help_: str, labels: Iterable[str] = ()) -> WholeSecondCounter:
+        metric = WholeSecondCounter(name, help_, labels)
+        self.registry.register(metric)
+        return metric
+
+    def whole_second_integral(self, name: str, help_: str, labels: Iterable[str] = ()) -> WholeSecondIntegral:
+        metric = WholeSecondIntegral(name, help_, labels)
+        self.registry.register(metric)
+        return metric
 
     def render(self) -> bytes:
-        lines: list[str] = []
-        for m in self.metrics:
-            lines += m.header() + m.lines()
-        return ("\n".join(lines) + "\n").encode()
+        return prometheus_client.generate_latest(self.registry)

@@ -43,9 +43,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Awaitable, Callable
 
 from ipa.configuration import StageConfig
-from ipa.serving import v2
+from ipa.serving import routes, v2
 from ipa.serving.http import Client, HttpError, Request, Response, log, serve_until_signalled
-from ipa.serving.metrics import BATCH_BUCKETS, CONTENT_TYPE, Registry, latency_buckets
+from ipa.serving.metrics import BATCH_BUCKETS, Registry, latency_buckets
 from ipa.serving.spec import RouterSpec, parse_endpoint, read_router_spec
 
 POLL_S = 0.1  # how often each endpoint is asked how many replicas are ready
@@ -309,7 +309,7 @@ class Router:
             q.in_service -= len(batch)
             ep.inflight -= 1
             if ep.gone and ep.inflight == 0:
-                ep.client.close()
+                await ep.client.close()
             self._dispatch(q)
 
     # --- stage endpoints ----------------------------------------------------------------------
@@ -338,7 +338,7 @@ class Router:
                 if ep.poller is not None:
                     ep.poller.cancel()
                 if ep.inflight == 0:
-                    ep.client.close()
+                    await ep.client.close()
         added = []
         for address, (host, port) in wanted.items():
             if address not in have:
@@ -446,46 +446,43 @@ class Router:
     def capacity(self) -> dict[str, int]:
         return {q.name: q.capacity for q in self.queues}
 
+    # --- HTTP: what routes.dispatch asks of a server -------------------------------------------
+    description = "the pipeline"
+    server_name = "ipa-bench router"
+
+    @property
+    def model(self) -> str:
+        return self.spec.pipeline
+
     async def handle(self, req: Request) -> Response:
-        path = req.path.rstrip("/")
-        p = self.spec.pipeline
-        if path == "/v2/health/live":
-            return v2.ok({"live": True})
-        if path == "/v2/health/ready":
-            # the router's own readiness: it answers, queues and drops whatever its stages do, so a
-            # restarting stage must not take it out of its Service (clients would get refused
-            # connections instead of queued or dropped requests); the stages' capacity is reported
-            return v2.ok({"ready": True, "stage_capacity": self.capacity()})
-        if path == "/metrics":
-            return Response(200, self.registry.render(), CONTENT_TYPE)
-        if path == "/admin/status":
-            return v2.ok(self.status())
-        if path == "/admin/configuration" and req.method == "POST":
-            try:
-                doc = json.loads(req.body)
-                return v2.ok(await self.apply(doc.get("stages", doc), doc.get("batch_timeout_s")))
-            except v2.V2Error as e:
-                return e.response()
-            except (ValueError, TypeError, AttributeError) as e:
-                return v2.error("bad-request", f"configuration must be {{stage: {{variant, batch, replicas, cores}}}}: {e}")
-        if path == "/v2":
-            return v2.ok({"name": "ipa-bench router", "version": "1", "extensions": [v2.BINARY_EXTENSION]})
-        route = v2.model_route(req.method, path)
-        if route is not None:
-            model, action = route
-            if model != p:
-                self.m_bad.inc(pipeline=p, code="unknown-model")
-                return v2.error("unknown-model", f"model {model!r} is not served here; the pipeline is {p!r}")
-            if action == "metadata":
-                return v2.ok(v2.model_metadata(p, ["1"], "ipa-pipeline", parameters=self.status()))
-            if action == "ready":
-                if self.ready():
-                    return v2.ok({"name": p, "ready": True, "stage_capacity": self.capacity()})
-                idle = [name for name, c in self.capacity().items() if c == 0]
-                return v2.error("not-ready", f"stage(s) {idle} have no ready replica")
-            if action == "infer":
-                return await self.infer(req)
-        return v2.error("not-found", f"no route for {req.method} {req.path}")
+        return await routes.dispatch(self, req)
+
+    def server_ready(self) -> Response:
+        # the router's own readiness: it answers, queues and drops whatever its stages do, so a
+        # restarting stage must not take it out of its Service (clients would get refused
+        # connections instead of queued or dropped requests); the stages' capacity is reported
+        return v2.ok({"ready": True, "stage_capacity": self.capacity()})
+
+    def model_ready(self) -> Response:
+        if self.ready():
+            return v2.ok({"name": self.spec.pipeline, "ready": True, "stage_capacity": self.capacity()})
+        idle = [name for name, c in self.capacity().items() if c == 0]
+        return v2.error("not-ready", f"stage(s) {idle} have no ready replica")
+
+    def model_metadata(self) -> dict:
+        return v2.model_metadata(self.spec.pipeline, ["1"], "ipa-pipeline", parameters=self.status())
+
+    def count_refused(self, code: str) -> None:
+        self.m_bad.inc(pipeline=self.spec.pipeline, code=code)
+
+    async def configure(self, body: bytes) -> Response:
+        try:
+            doc = json.loads(body)
+            return v2.ok(await self.apply(doc.get("stages", doc), doc.get("batch_timeout_s")))
+        except v2.V2Error as e:
+            return e.response()
+        except (ValueError, TypeError, AttributeError) as e:
+            return v2.error("bad-request", f"configuration must be {{stage: {{variant, batch, replicas, cores}}}}: {e}")
 
     async def infer(self, req: Request) -> Response:
         arrived = time.monotonic()
@@ -505,7 +502,7 @@ class Router:
 
     def refused(self, error: v2.V2Error) -> v2.V2Error:
         """A malformed request, counted by its code (whichever front it came through)."""
-        self.m_bad.inc(pipeline=self.spec.pipeline, code=error.code)
+        self.count_refused(error.code)
         return error
 
     async def serve(self, tensor: v2.Tensor, request_id: str | None, arrived: float) -> Answer:
@@ -539,7 +536,7 @@ class Router:
         await asyncio.gather(*tasks, return_exceptions=True)
         for q in self.queues:
             for e in q.endpoints:
-                e.client.close()
+                await e.client.close()
 
 
 async def amain(spec: RouterSpec, port: int, initial: dict | None, grpc_port: int | None = None) -> None:

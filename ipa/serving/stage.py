@@ -20,10 +20,10 @@ from collections import deque
 from dataclasses import asdict
 
 from ipa.configuration import StageConfig
-from ipa.serving import v2
+from ipa.serving import routes, v2
 from ipa.serving.compute import make_compute, set_torch_threads
 from ipa.serving.http import Request, Response, log, serve_until_signalled
-from ipa.serving.metrics import BATCH_BUCKETS, CONTENT_TYPE, Registry, latency_buckets
+from ipa.serving.metrics import BATCH_BUCKETS, Registry, latency_buckets
 from ipa.serving.spec import StageSpec, read_stage_spec
 
 LOADING, READY, DRAINING = "loading", "ready", "draining"
@@ -197,50 +197,47 @@ class StageServer:
         return [r.compute.claim for r in self.replicas if getattr(r.compute, "claim", None) is not None]
 
     # --- HTTP ---------------------------------------------------------------------------------
+    description = "this stage"
+    server_name = "ipa-bench stage server"
+
+    @property
+    def model(self) -> str:
+        return self.spec.name
+
     async def handle(self, req: Request) -> Response:
-        path = req.path.rstrip("/")
-        name = self.spec.name
-        if path == "/v2/health/live":
-            return v2.ok({"live": True})
-        if path == "/v2/health/ready":
-            if self.terminating:
-                return v2.error("not-ready", "shutting down: finishing the batches in flight")
-            ready = any(r.state == READY for r in self.replicas)
-            return v2.ok({"ready": ready}) if ready else v2.error("not-ready", "no replica has loaded yet")
-        if path == "/metrics":
-            return Response(200, self.registry.render(), CONTENT_TYPE)
-        if path == "/admin/status":
-            return v2.ok(self.status())
-        if path == "/admin/configuration" and req.method == "POST":
-            try:
-                self.apply(StageConfig(**json.loads(req.body)))
-            except Exception as e:
-                return v2.error("bad-request", f"cannot apply configuration: {e}")
-            return v2.ok(self.status())
-        if path == "/v2":
-            return v2.ok({"name": "ipa-bench stage server", "version": "1", "extensions": [v2.BINARY_EXTENSION]})
-        route = v2.model_route(req.method, path)
-        if route is not None:
-            model, action = route
-            if model != name:
-                self.m_bad.inc(stage=name, code="unknown-model")
-                return v2.error("unknown-model", f"model {model!r} is not served here; this stage serves {name!r}")
-            if action == "metadata":
-                return v2.ok(v2.model_metadata(name, [self.config.variant], f"ipa-{self.spec.mode}",
-                                               parameters=self.status()))
-            if action == "ready":
-                ready = any(r.state == READY for r in self.replicas)
-                return v2.ok({"name": name, "ready": ready}) if ready else v2.error("not-ready", "loading")
-            if action == "infer":
-                return await self.infer(req)
-        return v2.error("not-found", f"no route for {req.method} {req.path}")
+        return await routes.dispatch(self, req)
+
+    def server_ready(self) -> Response:
+        if self.terminating:
+            return v2.error("not-ready", "shutting down: finishing the batches in flight")
+        if not any(r.state == READY for r in self.replicas):
+            return v2.error("not-ready", "no replica has loaded yet")
+        return v2.ok({"ready": True})
+
+    def model_ready(self) -> Response:
+        ready = any(r.state == READY for r in self.replicas)
+        return v2.ok({"name": self.spec.name, "ready": ready}) if ready else v2.error("not-ready", "loading")
+
+    def model_metadata(self) -> dict:
+        return v2.model_metadata(self.spec.name, [self.config.variant], f"ipa-{self.spec.mode}",
+                                 parameters=self.status())
+
+    def count_refused(self, code: str) -> None:
+        self.m_bad.inc(stage=self.spec.name, code=code)
+
+    async def configure(self, body: bytes) -> Response:
+        try:
+            self.apply(StageConfig(**json.loads(body)))
+        except Exception as e:
+            return v2.error("bad-request", f"cannot apply configuration: {e}")
+        return v2.ok(self.status())
 
     async def infer(self, req: Request) -> Response:
         name = self.spec.name
         try:
             tensor, doc = v2.parse_infer(req.body, header_length=req.headers.get(v2.BINARY_HEADER))
         except v2.V2Error as e:
-            self.m_bad.inc(stage=name, code=e.code)
+            self.count_refused(e.code)
             return e.response()
         k = tensor.batch
         replica = await self._acquire()
