@@ -21,7 +21,9 @@ import pytest
 from ipa.configuration import StageConfig
 from ipa.errors import ConfigError
 from ipa.processes import ProcessGroup, free_port, python_argv, wait_http
-from ipa.serving.router import Endpoint, Router, StageQueue, dns_resolve
+from ipa.serving.discovery import dns_resolve
+from ipa.serving.router import Router
+from ipa.serving.stage_queue import Endpoint, StageQueue
 from ipa.serving.spec import RouterSpec, parse_endpoint, stage_specs, write_json
 
 ROW = {"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}]}
@@ -95,23 +97,23 @@ def test_endpoints_follow_the_dns_answers_and_a_failed_lookup_keeps_them():
     async def scenario():
         router = Router(spec({"cls": ["stage-cls.ns.svc.cluster.local:8000"]}), resolve=dns)
         q = router.queues[0]
-        await router._resolve(q)
+        await router.discovery.resolve_stage(q)
         assert [e.address for e in q.endpoints] == ["10.1.0.7:8000", "10.1.0.8:8000"]
         first = q.endpoints[0]
         # a pod scaled in, one came: the known one keeps its client and state
         dns.answers["stage-cls.ns.svc.cluster.local"] = ["10.1.0.8", "10.1.0.9"]
         first.inflight = 1  # it still has a batch out
-        await router._resolve(q)
+        await router.discovery.resolve_stage(q)
         assert [e.address for e in q.endpoints] == ["10.1.0.8:8000", "10.1.0.9:8000"]
         assert first.gone and first.inflight == 1  # its batch is still answered, nothing new goes there
         await asyncio.sleep(0)
         assert first.poller.done()  # and it is no longer polled
         kept = list(q.endpoints)
         dns.fail = True  # DNS blinks: the endpoints stay, their polls say whether they answer
-        await router._resolve(q)
+        await router.discovery.resolve_stage(q)
         assert q.endpoints == kept and q.resolve_failed
         dns.fail = False
-        await router._resolve(q)
+        await router.discovery.resolve_stage(q)
         assert q.endpoints == kept and not q.resolve_failed
         assert router.status()["stages"][0]["endpoints"][0]["address"] == "10.1.0.8:8000"
         await router.close()
@@ -125,7 +127,7 @@ def test_a_new_configuration_triggers_a_lookup_and_is_not_pushed_to_pods():
 
     async def scenario():
         router = Router(spec({"a": ["stage-a:8000"]}), resolve=dns)
-        await router._resolve(router.queues[0])
+        await router.discovery.resolve_stage(router.queues[0])
         asked = len(dns.asked)
         result = await router.apply({"a": {"variant": "v", "batch": 4, "replicas": 9, "cores": 1}})
         await asyncio.sleep(0.01)  # the lookup it started

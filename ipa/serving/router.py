@@ -3,16 +3,13 @@
 A request enters ``POST /v2/models/{pipeline}/infer`` (one row, shape [1, features]) and waits in
 stage 1's queue. A queue sends a batch when a replica of its stage is free and it holds the
 configured batch size, or its oldest request has waited ``batch_timeout_s`` (then a partial
-batch leaves; the orchestrator sets it per configuration, as the simulator does). The batch goes to the stage process as one V2 infer call; the rows of the answer
-move on to the next stage's queue, and after the last stage the client gets its answer.
+batch leaves; the orchestrator sets it per configuration, as the simulator does). The batch goes
+to the stage process as one V2 infer call; the rows of the answer move on to the next stage's
+queue, and after the last stage the client gets its answer.
 
-A stage is served by one or more endpoints (``RouterSpec.stage_endpoints``: "host:port" entries;
-a host name is resolved, again every ``RESOLVE_S`` and after each new configuration, and every
-address it resolves to is one endpoint, so a Kubernetes headless Service gives one endpoint per
-ready pod). Each endpoint has its own keep-alive client and reports its ready replicas on
-``GET /admin/status``; the stage's capacity is their sum, and a batch goes to the endpoint with
-the most free replicas (ties in turn), so the queue stays central as in IPA. Locally one stage
-process hosts all of a stage's replicas and is one endpoint.
+A stage is served by one or more endpoints (stage processes locally, pods on Kubernetes), which
+``ipa.serving.discovery`` keeps current; a batch goes to the endpoint with the most free
+replicas (ties in turn, ``ipa.serving.stage_queue``), so the queue stays central as in IPA.
 
 A request older than the drop limit when it reaches the head of a queue is answered with
 ``drop-limit-violation`` instead (IPA's router does the same). A batch whose stage endpoint fails
@@ -32,119 +29,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import itertools
 import json
-import socket
 import sys
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from ipa.configuration import StageConfig
 from ipa.serving import routes, v2
-from ipa.serving.http import Client, HttpError, Request, Response, log, serve_until_signalled
-from ipa.serving.metrics import BATCH_BUCKETS, Registry, latency_buckets
-from ipa.serving.spec import RouterSpec, parse_endpoint, read_router_spec
-
-POLL_S = 0.1  # how often each endpoint is asked how many replicas are ready
-# How often stage host names are resolved again. Kubernetes' DNS answers for a headless Service
-# change when pods become ready or go (CoreDNS caches them a few seconds); a new pod is used
-# from its first resolution, a departed one is no longer chosen once its status says so.
-RESOLVE_S = 1.0
-
-Resolver = Callable[[str], Awaitable[list[str]]]  # host name -> its addresses
-
-
-class Item:
-    __slots__ = ("id", "row", "arrived", "enqueued", "future", "compute_s")
-
-    def __init__(self, rid: str, row: list, arrived: float, future: asyncio.Future):
-        self.id, self.row, self.arrived, self.enqueued, self.future = rid, row, arrived, arrived, future
-        self.compute_s = 0.0  # time its batches spent on replicas, summed over stages
-
-
-async def dns_resolve(host: str) -> list[str]:
-    """The addresses of ``host`` (an address resolves to itself without a lookup)."""
-    try:
-        return [str(ipaddress.ip_address(host))]
-    except ValueError:
-        pass
-    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    return sorted({info[4][0] for info in infos})
-
-
-class Endpoint:
-    """One server of a stage: a stage process (local) or one pod (Kubernetes)."""
-
-    __slots__ = ("address", "client", "up", "capacity", "inflight", "served", "reported", "pushed", "gone", "poller")
-
-    def __init__(self, host: str, port: int):
-        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self.client = Client(host, port)
-        self.up = False
-        self.capacity = 0  # ready replicas, as the endpoint last said
-        self.inflight = 0  # batches sent to it and not answered yet
-        self.served = 0  # batches it answered
-        self.reported: dict = {}  # its last /admin/status answer
-        self.pushed = False  # has been sent the stage's current configuration
-        self.gone = False  # no longer resolved: finishes its batches, takes no new ones
-        self.poller: asyncio.Task | None = None
-
-
-class StageQueue:
-    def __init__(self, index: int, name: str, addresses: list[str], timeout_s: float):
-        self.index, self.name, self.timeout_s = index, name, timeout_s
-        self.addresses = [parse_endpoint(a) for a in addresses]  # (host, port) as the spec names them
-        self.endpoints: list[Endpoint] = []
-        self.turn = 0  # where the next search for a free endpoint starts (ties go in turn)
-        self.items: deque[Item] = deque()
-        self.batch = 1
-        self.inflight = 0
-        self.in_service = 0  # requests in the batches being served
-        self.config: StageConfig | None = None  # what the stage should run (re-sent after a restart)
-        self.timer: asyncio.TimerHandle | None = None
-        self.resolve_failed = False
-
-    @property
-    def capacity(self) -> int:
-        return sum(e.capacity for e in self.endpoints if e.up and not e.gone)
-
-    @property
-    def up(self) -> bool:
-        return any(e.up for e in self.endpoints if not e.gone)
-
-    def free_endpoint(self) -> Endpoint | None:
-        """The endpoint with the most free replicas; among equals, the next in turn."""
-        eps = self.endpoints
-        n = len(eps)
-        if n == 1:  # the local case: no search
-            e = eps[0]
-            return e if e.up and e.inflight < e.capacity else None
-        best, best_free, best_k = None, 0, 0
-        for k in range(n):
-            e = eps[(self.turn + k) % n]
-            free = e.capacity - e.inflight
-            if free > best_free and e.up and not e.gone:
-                best, best_free, best_k = e, free, k
-        if best is not None:
-            self.turn = (self.turn + best_k + 1) % n
-        return best
-
-    def reported(self) -> dict:
-        """The stage's replicas as its endpoints report them: one endpoint's answer as it is,
-        several endpoints' summed (variants joined)."""
-        live = [e.reported for e in self.endpoints if e.up and not e.gone and e.reported]
-        if len(self.endpoints) == 1:
-            return self.endpoints[0].reported
-        if not live:
-            return {}
-        out = {k: sum(int(r.get(k, 0)) for r in live)
-               for k in ("ready", "ready_target", "loading", "draining", "busy", "cores", "waiting")}
-        out["variants"] = sorted({v for r in live for v in r.get("variants", [])})
-        out["stage"], out["endpoints"] = self.name, len(live)
-        return out
+from ipa.serving.discovery import Discovery, Resolver, dns_resolve
+from ipa.serving.http import HttpError, Request, Response, log, serve_until_signalled
+from ipa.serving.router_metrics import RouterMetrics
+from ipa.serving.spec import RouterSpec, read_router_spec
+from ipa.serving.stage_queue import Endpoint, Item, StageQueue
 
 
 @dataclass(frozen=True)
@@ -175,50 +74,9 @@ class Router:
                        for i, name in enumerate(spec.stages)]
         self.by_name = {q.name: q for q in self.queues}
         self._ids = itertools.count(1)
-        r = self.registry = Registry()
-        p = spec.pipeline
-        self.m_arrivals = r.counter("ipa_router_requests_total", "Pipeline requests received (well-formed)",
-                                    ("pipeline",))
-        self.m_arrivals_by_second = r.whole_second_counter(
-            "ipa_router_requests_whole_seconds_total",
-            "Pipeline requests received before the last whole wall-clock second, stamped with that second",
-            ("pipeline",))
-        self.m_responses = r.counter("ipa_router_responses_total",
-                                     "Pipeline requests answered, by outcome (ok, dropped, failed)",
-                                     ("pipeline", "outcome"))
-        self.m_bad = r.counter("ipa_router_bad_requests_total", "Malformed requests, by error code",
-                               ("pipeline", "code"))
-        self.m_latency = r.histogram("ipa_router_request_duration_seconds",
-                                     "End-to-end latency at the router of answered requests (bucket edge at the SLA)",
-                                     latency_buckets(spec.sla_s), ("pipeline",))
-        self.m_queue = r.gauge("ipa_router_queue_length", "Requests waiting in a stage's central queue", ("stage",))
-        self.m_inflight = r.gauge("ipa_router_inflight_batches", "Batches being served by a stage", ("stage",))
-        # what Ray Serve's autoscaler counts per deployment: requests queued or being served; as a
-        # time integral, so each second's mean is exact (a gauge scraped once a second only samples it)
-        self.m_ongoing = r.whole_second_integral(
-            "ipa_router_stage_ongoing_request_seconds_total",
-            "Time integral of the requests at a stage, queued or in service (request-seconds), as of the last whole second",
-            ("stage",))
-        self.m_batch = r.histogram("ipa_router_batch_size", "Requests per dispatched batch", BATCH_BUCKETS, ("stage",))
-        self.m_batch_cfg = r.gauge("ipa_router_batch_setting", "Configured batch size", ("stage",))
-        self.m_drops = r.counter("ipa_router_drops_total", "Requests dropped at a stage's queue (drop limit)",
-                                 ("stage",))
-        self.m_failures = r.counter("ipa_router_stage_failures_total", "Requests failed by a stage error",
-                                    ("stage",))
-        self.m_up = r.gauge("ipa_router_stage_up", "1 while an endpoint of the stage answers", ("stage",))
-        self.m_ready = r.gauge("ipa_router_stage_ready_replicas", "Ready replicas the stage's endpoints report",
-                               ("stage",))
-        self.m_endpoints = r.gauge("ipa_router_stage_endpoints", "Endpoints (stage processes or pods) answering",
-                                   ("stage",))
-        self.m_sla = r.gauge("ipa_router_sla_seconds", "Pipeline SLA and drop limit", ("pipeline", "kind"))
-        self.m_sla.set(spec.sla_s, pipeline=p, kind="sla")
-        self.m_sla.set(spec.drop_limit_s, pipeline=p, kind="drop_limit")
-        self.m_arrivals.inc(0, pipeline=p)
-        self.m_arrivals_by_second.touch(pipeline=p)
-        for q in self.queues:
-            self.m_queue.set(0, stage=q.name)
-            self.m_ongoing.set(0, stage=q.name)
-            self.m_drops.inc(0, stage=q.name)
+        self.metrics = RouterMetrics(spec)
+        self.registry = self.metrics.registry
+        self.discovery = Discovery(resolve, spec.configure_stages, self.metrics, self._dispatch)
         self._tasks: list[asyncio.Task] = []
 
     # --- queues -------------------------------------------------------------------------------
@@ -234,7 +92,7 @@ class Router:
         keep: deque[Item] = deque()
         for it in q.items:
             if now - it.arrived > limit:
-                self.m_drops.inc(stage=q.name)
+                self.metrics.drops.inc(stage=q.name)
                 self._finish(it, "dropped", f"waited {now - it.arrived:.3f}s > drop limit {limit:g}s at stage {q.name}")
             else:
                 keep.append(it)
@@ -258,9 +116,9 @@ class Router:
             q.in_service += len(batch)
             ep.inflight += 1
             asyncio.get_running_loop().create_task(self._send(q, ep, batch))
-        self.m_queue.set(len(q.items), stage=q.name)
-        self.m_inflight.set(q.inflight, stage=q.name)
-        self.m_ongoing.set(len(q.items) + q.in_service, stage=q.name)
+        self.metrics.queue.set(len(q.items), stage=q.name)
+        self.metrics.inflight.set(q.inflight, stage=q.name)
+        self.metrics.ongoing.set(len(q.items) + q.in_service, stage=q.name)
 
     def _on_timer(self, q: StageQueue) -> None:
         q.timer = None
@@ -272,7 +130,7 @@ class Router:
         self._dispatch(q)
 
     async def _send(self, q: StageQueue, ep: Endpoint, batch: list[Item]) -> None:
-        self.m_batch.observe(len(batch), stage=q.name)
+        self.metrics.batch.observe(len(batch), stage=q.name)
         body = v2.infer_request(v2.stack(v2.INPUT_NAME, v2.INPUT_DATATYPE, [it.row for it in batch]))
         try:
             try:
@@ -293,7 +151,7 @@ class Router:
             compute_s = float(params.get("compute_s") or 0.0)
         except (v2.V2Error, ValueError, KeyError, TypeError) as e:
             for it in batch:
-                self.m_failures.inc(stage=q.name)
+                self.metrics.failures.inc(stage=q.name)
                 self._finish(it, "failed", str(e))
         else:
             nxt = self.queues[q.index + 1] if q.index + 1 < len(self.queues) else None
@@ -313,102 +171,6 @@ class Router:
             self._dispatch(q)
 
     # --- stage endpoints ----------------------------------------------------------------------
-    async def _resolve(self, q: StageQueue) -> None:
-        """Resolve the stage's addresses and make its endpoints match: new addresses get an
-        endpoint (and a poller), vanished ones stop taking batches. A failed lookup keeps the
-        endpoints there are (their polls say whether they still answer)."""
-        found: list[tuple[str, int]] = []
-        try:
-            for host, port in q.addresses:
-                found += [(a, port) for a in await self.resolve(host)]
-        except (OSError, ValueError) as e:
-            if not q.resolve_failed:
-                log(f"stage {q.name}: cannot resolve {[h for h, _ in q.addresses]} ({e}); keeping "
-                    f"{len(q.endpoints)} endpoint(s)")
-            q.resolve_failed = True
-            return
-        q.resolve_failed = False
-        have = {e.address: e for e in q.endpoints}
-        wanted = {Endpoint(h, p).address: (h, p) for h, p in found}
-        for address, ep in have.items():
-            if address not in wanted:
-                log(f"stage {q.name}: endpoint {address} no longer resolves; it finishes its "
-                    f"{ep.inflight} batch(es) and takes no more")
-                ep.gone = True
-                if ep.poller is not None:
-                    ep.poller.cancel()
-                if ep.inflight == 0:
-                    await ep.client.close()
-        added = []
-        for address, (host, port) in wanted.items():
-            if address not in have:
-                ep = Endpoint(host, port)
-                ep.poller = asyncio.get_running_loop().create_task(self._poll(q, ep))
-                added.append(ep)
-        if added:
-            log(f"stage {q.name}: new endpoint(s) {[e.address for e in added]}")
-        q.endpoints = [e for e in q.endpoints if not e.gone] + added
-        q.turn = 0
-        self._update_stage_gauges(q)
-        self._dispatch(q)
-
-    async def _resolve_loop(self) -> None:
-        while True:
-            await asyncio.gather(*(self._resolve(q) for q in self.queues))
-            await asyncio.sleep(RESOLVE_S)
-
-    def _update_stage_gauges(self, q: StageQueue) -> None:
-        self.m_up.set(1 if q.up else 0, stage=q.name)
-        self.m_ready.set(q.capacity, stage=q.name)
-        self.m_endpoints.set(sum(1 for e in q.endpoints if e.up and not e.gone), stage=q.name)
-
-    async def _poll(self, q: StageQueue, ep: Endpoint) -> None:
-        while not ep.gone:
-            try:
-                status, data = await ep.client.request("GET", "/admin/status", timeout_s=2.0)
-                doc = json.loads(data) if status == 200 else None
-            except (HttpError, ValueError):
-                doc = None
-            if doc is None:
-                if ep.up:
-                    log(f"stage {q.name} endpoint {ep.address} is not answering: its batches go elsewhere "
-                        f"or wait (drop limit still applies)")
-                ep.up, ep.capacity, ep.pushed, ep.reported = False, 0, False, {}
-            else:
-                if not ep.up:
-                    log(f"stage {q.name} endpoint {ep.address} is up: {doc['ready']} ready, {doc['loading']} loading")
-                ep.up = True
-                ep.capacity = int(doc["ready"])
-                ep.reported = doc
-                if self.spec.configure_stages and q.config is not None \
-                        and doc["configuration"] != asdict(q.config) and not ep.pushed:
-                    # a restarted process came back with an older configuration: send the current one
-                    await self._push(q, ep)
-            self._update_stage_gauges(q)
-            self._dispatch(q)
-            await asyncio.sleep(POLL_S)
-
-    async def _push(self, q: StageQueue, ep: Endpoint) -> bool:
-        if q.config is None or not self.spec.configure_stages:
-            return True
-        try:
-            status, data = await ep.client.request("POST", "/admin/configuration", v2.dumps(asdict(q.config)),
-                                                   timeout_s=5.0)
-        except HttpError as e:
-            log(f"stage {q.name} endpoint {ep.address}: configuration not delivered ({e}); will retry when it answers")
-            return False
-        if status != 200:
-            log(f"stage {q.name} endpoint {ep.address} refused configuration: {data[:300]!r}")
-            return False
-        ep.pushed = True
-        return True
-
-    async def _push_stage(self, q: StageQueue) -> bool:
-        for ep in q.endpoints:
-            ep.pushed = False
-        results = await asyncio.gather(*(self._push(q, ep) for ep in q.endpoints if not ep.gone))
-        return all(results)
-
     async def apply(self, stages: dict[str, dict], timeouts: dict[str, float] | None = None) -> dict:
         unknown = sorted(set(stages) - set(self.by_name))
         if unknown:
@@ -419,11 +181,11 @@ class Router:
             q.batch = q.config.batch
             if timeouts and name in timeouts:
                 q.timeout_s = float(timeouts[name])
-            self.m_batch_cfg.set(q.batch, stage=name)
-        delivered = await asyncio.gather(*(self._push_stage(self.by_name[n]) for n in stages))
+            self.metrics.batch_cfg.set(q.batch, stage=name)
+        delivered = await asyncio.gather(*(self.discovery.push_stage(self.by_name[n]) for n in stages))
         # a new configuration usually means pods come or go: look again now, not at the next tick
         loop = asyncio.get_running_loop()
-        self._tasks += [loop.create_task(self._resolve(q)) for q in self.queues]
+        self._tasks += [loop.create_task(self.discovery.resolve_stage(q)) for q in self.queues]
         self._tasks = [t for t in self._tasks if not t.done()]
         for q in self.queues:
             self._dispatch(q)
@@ -473,7 +235,7 @@ class Router:
         return v2.model_metadata(self.spec.pipeline, ["1"], "ipa-pipeline", parameters=self.status())
 
     def count_refused(self, code: str) -> None:
-        self.m_bad.inc(pipeline=self.spec.pipeline, code=code)
+        self.metrics.bad.inc(pipeline=self.spec.pipeline, code=code)
 
     async def configure(self, body: bytes) -> Response:
         try:
@@ -513,21 +275,21 @@ class Router:
         if tensor.batch != 1:
             raise self.refused(v2.V2Error("bad-shape", f"the pipeline takes one request per call (shape [1, n]), "
                                                        f"got shape {list(tensor.shape)}"))
-        self.m_arrivals.inc(pipeline=p)
-        self.m_arrivals_by_second.inc(pipeline=p)
+        self.metrics.arrivals.inc(pipeline=p)
+        self.metrics.arrivals_by_second.inc(pipeline=p)
         rid = str(request_id or next(self._ids))
         item = Item(rid, tensor.data, arrived, asyncio.get_running_loop().create_future())
         self._enqueue(self.queues[0], item)
         outcome, payload = await item.future
-        self.m_responses.inc(pipeline=p, outcome=outcome)
+        self.metrics.responses.inc(pipeline=p, outcome=outcome)
         latency = time.monotonic() - arrived
         if outcome != "ok":
             return Answer(rid, outcome, payload, latency, item.compute_s)
-        self.m_latency.observe(latency, pipeline=p)
+        self.metrics.latency.observe(latency, pipeline=p)
         return Answer(rid, outcome, v2.Tensor("output", (1, len(payload)), "FP32", payload), latency, item.compute_s)
 
     def start_polling(self) -> None:
-        self._tasks.append(asyncio.get_running_loop().create_task(self._resolve_loop()))
+        self._tasks.append(asyncio.get_running_loop().create_task(self.discovery.run(self.queues)))
 
     async def close(self) -> None:
         tasks = self._tasks + [e.poller for q in self.queues for e in q.endpoints if e.poller is not None]
@@ -546,7 +308,7 @@ async def amain(spec: RouterSpec, port: int, initial: dict | None, grpc_port: in
             q = router.by_name[name]
             q.config = StageConfig(**d)
             q.batch = q.config.batch  # the stage processes were started with it too
-            router.m_batch_cfg.set(q.batch, stage=name)
+            router.metrics.batch_cfg.set(q.batch, stage=name)
     router.start_polling()
     grpc_server = None
     try:
