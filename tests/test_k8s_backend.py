@@ -51,6 +51,11 @@ def _merge(base, patch):
     return copy.deepcopy(patch)
 
 
+def watching(request: dict) -> bool:
+    """A watch request (the API server parses the flag as a Go bool: true, True, 1)."""
+    return request["query"].get("watch", [""])[0].lower() in ("true", "1")
+
+
 class RecordingApiServer:
     """An emulator of the few API endpoints used, not a cluster (see the module docstring)."""
 
@@ -66,6 +71,11 @@ class RecordingApiServer:
         # the router's counters at the end of a run (its /metrics), for the run's ledger
         self.router_metrics = ('ipa_router_requests_total{pipeline="tiny-video"} 1.0\n'
                                'ipa_router_responses_total{pipeline="tiny-video",outcome="ok"} 1.0\n')
+        # Deployment changes as a watch sees them: (resourceVersion, type, object)
+        self.watchable = True  # False: a watch request is refused (405), as by a proxy that cannot stream
+        self.version = 0
+        self.events: list[tuple[int, str, dict]] = []
+        self.changed = threading.Condition()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -80,6 +90,8 @@ class RecordingApiServer:
                           "content_type": self.headers.get("Content-Type"),
                           "body": json.loads(raw) if raw else None}
                 server.requests.append(record)
+                if watching(record) and server.watchable:
+                    return self._stream(server.watch(record))
                 status, body = server.answer(record)
                 text = isinstance(body, str)  # the router's /metrics exposition
                 data = body.encode() if text else json.dumps(body).encode()
@@ -88,6 +100,16 @@ class RecordingApiServer:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _stream(self, events: list[dict]):
+                # a watch's answer: one JSON event per line, then the server ends the stream
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for event in events:
+                    self.wfile.write(json.dumps(event).encode() + b"\n")
+                self.close_connection = True
 
             do_GET = do_POST = do_PATCH = do_DELETE = _handle
 
@@ -109,6 +131,24 @@ class RecordingApiServer:
             ready = n if self.auto_ready else 0
             obj["status"] = {"observedGeneration": obj["metadata"]["generation"], "replicas": n,
                              "updatedReplicas": n, "availableReplicas": ready, "readyReplicas": ready}
+
+    def _changed(self, kind: str, obj: dict) -> None:
+        if obj.get("kind") != "Deployment":
+            return
+        with self.changed:
+            self.version += 1
+            obj["metadata"]["resourceVersion"] = str(self.version)
+            self.events.append((self.version, kind, copy.deepcopy(obj)))
+            self.changed.notify_all()
+
+    def watch(self, r: dict) -> list[dict]:
+        """The Deployment events after the request's resourceVersion, once there is one (or none
+        at timeoutSeconds), as a watch stream would carry them."""
+        since = int(r["query"].get("resourceVersion", ["0"])[0] or 0)
+        timeout = float(r["query"].get("timeoutSeconds", ["5"])[0])
+        with self.changed:
+            self.changed.wait_for(lambda: any(v > since for v, _, _ in self.events), timeout)
+            return [{"type": kind, "object": obj} for v, kind, obj in self.events if v > since]
 
     def answer(self, r: dict) -> tuple[int, dict]:
         for f in self.fail:
@@ -138,6 +178,13 @@ class RecordingApiServer:
             items = [p for p in self.pods.get(ns, [])
                      if all(p["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())]
             return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
+        if path.endswith("/deployments") and method == "GET":  # the list (a watch's starting point)
+            if watching(r):
+                return self._status(405, "MethodNotAllowed", "this server does not stream watches")
+            ns = path.split("/")[5]
+            items = [o for k, o in self.objects.items() if k.startswith(f"{path}/")]
+            return 200, {"kind": "DeploymentList", "apiVersion": "apps/v1",
+                         "metadata": {"resourceVersion": str(self.version)}, "items": items if ns else []}
         if method == "POST":
             name = body["metadata"]["name"]
             key = f"{path}/{name}"
@@ -148,6 +195,7 @@ class RecordingApiServer:
             obj["metadata"]["uid"] = f"uid-{len(self.objects)}"
             self._settle(obj)
             self.objects[key] = obj
+            self._changed("ADDED", obj)
             return 201, obj
         scale = path.endswith("/scale")
         key = path[: -len("/scale")] if scale else path
@@ -165,6 +213,7 @@ class RecordingApiServer:
                 obj.update(merged)
             obj["metadata"]["generation"] += 1
             self._settle(obj)
+            self._changed("MODIFIED", obj)
             if scale:
                 return 200, {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": obj["metadata"],
                              "spec": {"replicas": obj["spec"]["replicas"]}}
@@ -177,6 +226,15 @@ class RecordingApiServer:
         return self._status(405, "MethodNotAllowed", method)
 
     # --- helpers for tests ------------------------------------------------------------------
+    def finish_rollouts(self) -> None:
+        """What the Deployment controller does once the new pods are ready: every Deployment
+        reports a finished rollout, each a MODIFIED event for a watch."""
+        self.auto_ready = True
+        for obj in list(self.objects.values()):
+            if obj.get("kind") == "Deployment":
+                self._settle(obj)
+                self._changed("MODIFIED", obj)
+
     def __enter__(self):
         self.thread.start()
         return self
@@ -480,6 +538,48 @@ def test_a_rollout_problem_that_clears_within_the_grace_is_waited_out(emulator, 
     backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
     helper.join()
     assert not emulator.calls("DELETE")
+    backend.stop()
+
+
+def _start_with_rollouts_finishing_after(emulator, backend, tiny_pipeline, delay_s: float) -> float:
+    """Start the backend while its Deployments are not ready; ``delay_s`` after it first reads one
+    back, they finish. Returns the seconds from that moment until start returned."""
+    emulator.auto_ready = False
+    finished = {}
+
+    def finish_later():
+        deadline = time.monotonic() + 10
+        while not emulator.calls("GET", "/deployments/") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(delay_s)
+        emulator.finish_rollouts()
+        finished["at"] = time.monotonic()
+
+    helper = threading.Thread(target=finish_later)
+    helper.start()
+    backend.start(tiny_pipeline, cheapest_configuration(tiny_pipeline), [])
+    returned = time.monotonic()
+    helper.join()
+    return returned - finished["at"]
+
+
+def test_a_rollout_is_seen_finishing_through_a_watch_not_at_the_next_poll(emulator, tiny_pipeline):
+    # a poll period far longer than the rollout: only the watch's event can end the wait early
+    backend, _ = make_backend(emulator, poll_s=5.0, watch_s=8.0, rollout_timeout_s=30)
+    lag = _start_with_rollouts_finishing_after(emulator, backend, tiny_pipeline, 0.3)
+    watches = [r for r in emulator.calls("GET", "/deployments") if watching(r)]
+    assert watches and watches[0]["query"]["resourceVersion"] != [""]
+    assert lag < 2.5, lag  # a poll would have slept 5 s
+    backend.stop()
+
+
+def test_without_a_watch_the_rollout_wait_polls_and_still_finishes(emulator, tiny_pipeline):
+    emulator.watchable = False  # e.g. a proxy in front of the API server that cannot stream
+    backend, _ = make_backend(emulator, poll_s=0.05, watch_s=8.0, rollout_timeout_s=30)
+    _start_with_rollouts_finishing_after(emulator, backend, tiny_pipeline, 0.3)
+    watches = [r for r in emulator.calls("GET", "/deployments") if watching(r)]
+    assert len(watches) == 1  # refused once, then not asked again
+    assert len([r for r in emulator.calls("GET", "/deployments/")]) > 3  # the reads went on instead
     backend.stop()
 
 

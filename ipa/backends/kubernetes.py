@@ -1,8 +1,9 @@
 """The ``kubernetes`` backend: a pipeline as Deployments in a namespace of its own.
 
 start
-    create the run's namespace and everything in it (ipa.k8s.render), wait for every rollout,
-    check the router and Prometheus answer on their NodePorts, then start the open-loop load from
+    create the run's namespace and everything in it (ipa.k8s.render), wait for every rollout
+    (woken by a watch on the namespace's Deployments; polling where the API server offers no
+    watch), check the router and Prometheus answer on their NodePorts, then start the open-loop load from
     outside the cluster. Any failure deletes the namespace before the error is raised.
 apply
     replicas through the scale subresource, a variant switch as a rolling update of the stage's
@@ -139,6 +140,10 @@ class KubernetesSettings:
     endpoint_timeout_s: float = 60.0
     delete_timeout_s: float = 120.0
     poll_s: float = 0.5
+    # the longest one wait on a watch of the Deployments lasts before everything is read again
+    # (a pod's problem shows on the pod, which is not watched); where the API server offers no
+    # watch, the wait is one poll_s
+    watch_s: float = 2.0
     # pauses between the tries of one apply call on a transient error (unreachable, 409, 429, 5xx);
     # the IPA artifact tried 3 times (docs/facts.md, fact 28)
     retry_delays_s: tuple[float, ...] = (0.5, 1.0, 2.0)
@@ -172,6 +177,7 @@ class KubernetesBackend(LiveBackend):
         self.applied: list[AppliedChange] = []
         self._pending: list[tuple[int, list[str]]] = []  # (index in applied, deployments) awaiting rollout
         self._namespace_created = False
+        self._watch = True  # until the API server shows it offers no watch
         self.current: Configuration | None = None   # what the cluster and the router hold, as far as known
         self.options: ClusterOptions | None = None
         self._router_configuration: Configuration | None = None  # the last one the router took
@@ -414,6 +420,7 @@ class KubernetesBackend(LiveBackend):
         deadline = time.monotonic() + timeout_s
         first_seen: dict[str, float] = {}  # problem -> when it was first seen
         while True:
+            version = self._deployments_version()  # before the reads: a change after them is an event
             waiting = {}
             for name in deployments:
                 done, why = rollout_done(self.api.read_deployment(self.namespace, name))
@@ -431,7 +438,29 @@ class KubernetesBackend(LiveBackend):
                 detail = "; ".join(f"{n}: {w}" for n, w in waiting.items())
                 raise RolloutTimeout(f"rollout not done after {timeout_s:.0f} s in namespace {self.namespace}: "
                                      f"{detail}. Inspect with `kubectl get pods -n {self.namespace}`")
-            time.sleep(self.settings.poll_s)
+            self._wait_for_change(version, min(self.settings.watch_s, max(0.0, deadline - time.monotonic())))
+
+    def _deployments_version(self) -> str | None:
+        if not self._watch:
+            return None
+        try:
+            return self.api.deployments_version(self.namespace)
+        except ClusterUnreachable:
+            raise
+        except ClusterError as e:  # no list to watch from: the reads that follow still poll
+            log.info("cannot list Deployments to watch them (%s): polling every %.2f s", e, self.settings.poll_s)
+            self._watch = False
+            return None
+
+    def _wait_for_change(self, version: str | None, timeout_s: float) -> None:
+        """Until a Deployment changes (a watch) or ``timeout_s`` passes; one ``poll_s`` where the
+        API server offers no watch (found out once, then not asked again)."""
+        if version is not None and timeout_s > 0:
+            if self.api.wait_for_deployment_change(self.namespace, version, timeout_s) is not None:
+                return
+            log.info("the API server offers no watch on Deployments here: polling every %.2f s", self.settings.poll_s)
+            self._watch = False
+        time.sleep(self.settings.poll_s)
 
     # --- stop ---------------------------------------------------------------------------
     def router_restarts(self) -> int:

@@ -7,6 +7,7 @@ Every API failure becomes a ``ClusterError`` subclass whose message names the ca
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any, Callable
 
@@ -66,6 +67,9 @@ def _import_client():
         raise ClusterError("the kubernetes backend needs the official client: "
                            "pip install 'ipa-bench[kubernetes]'") from None
     return kubernetes
+
+
+WATCH_EVENTS = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK")
 
 
 class KubernetesApi:
@@ -170,6 +174,36 @@ class KubernetesApi:
     def read_deployment(self, namespace: str, name: str) -> dict:
         return self._call(f"reading Deployment {name} in namespace {namespace}",
                           self.apps.read_namespaced_deployment, name, namespace)
+
+    def deployments_version(self, namespace: str) -> str:
+        """The resourceVersion of the namespace's Deployments now: where a watch starts, so that
+        every change after this read is an event."""
+        body = self._call(f"listing Deployments in namespace {namespace}", self.apps.list_namespaced_deployment,
+                          namespace, limit=1)
+        return str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+    def wait_for_deployment_change(self, namespace: str, version: str, timeout_s: float) -> bool | None:
+        """Block until a Deployment of the namespace changes after ``version`` (True) or
+        ``timeout_s`` passes (False): a watch, so a rollout that finishes is seen when it does,
+        not at the next poll. None when this API server offers no watch here (the caller then
+        sleeps its poll period); a version too old to watch from (HTTP 410) counts as a change,
+        since the caller reads everything again anyway."""
+        k = self._k
+        events = k.watch.Watch().stream(self.apps.list_namespaced_deployment, namespace, resource_version=version,
+                                        timeout_seconds=max(1, math.ceil(timeout_s)), deserialize=False,
+                                        _request_timeout=timeout_s + 10.0)
+        try:
+            for event in events:
+                # an answer that is not a watch event (a proxy that ignored the flag and sent the
+                # list) would wake every caller at once, for ever: that is no watch
+                return True if isinstance(event, dict) and event.get("type") in WATCH_EVENTS else None
+            return False
+        except k.client.exceptions.ApiException as e:
+            return True if e.status == 410 else None
+        except (OSError, ValueError, self._urllib3.exceptions.HTTPError):
+            return None  # a broken stream: the caller's next reads say whether the API is there
+        finally:
+            events.close()  # closes the HTTP response
 
     def list_pods(self, namespace: str, label_selector: str = "") -> list[dict]:
         body = self._call(f"listing pods in namespace {namespace}", self.core.list_namespaced_pod,
