@@ -19,6 +19,13 @@ def test_a_zero_or_negative_load_scale_is_refused_naming_the_key(tiny_files, val
         load_catalogue(pipelines, variants, overrides={"tiny-video": {"load_scale": value}})
 
 
+@pytest.mark.parametrize("value", [0, -1])
+def test_a_zero_or_negative_baseline_threshold_is_refused_naming_the_key(tiny_files, value):
+    pipelines, variants, _ = tiny_files
+    with pytest.raises(CatalogueError, match=r"tiny-video.*'baseline_threshold_rps' must be > 0"):
+        load_catalogue(pipelines, variants, overrides={"tiny-video": {"baseline_threshold_rps": value}})
+
+
 def test_a_zero_accuracy_weight_is_refused_naming_the_key(tiny_files):
     pipelines, variants, _ = tiny_files
     with pytest.raises(CatalogueError, match="'alpha' must be > 0"):

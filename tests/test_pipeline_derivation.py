@@ -88,6 +88,34 @@ def test_a_scaled_load_scales_the_threshold(make_tiny_pipeline):
             assert b.base_cores <= a.base_cores
 
 
+def test_a_baselines_own_threshold_sets_its_base_cores_under_the_pipelines_sla(make_tiny_pipeline):
+    from ipa.policies import Observation, PolicyState, make_policy
+
+    p = make_tiny_pipeline("tiny-video", threshold_rps=10, batching_cap=1, baseline_threshold_rps=1)
+    low = p.with_threshold(1)
+    assert low.stage_sla_s == p.stage_sla_s  # one SLA for every policy
+    for stage in p.stage_names:
+        floor = 1
+        for sp in low.stage_profiles[stage]:
+            # the threshold rule (fact 16) at 1 rps, from the profile rows, under the pipeline's SLA
+            key = p.spec.stage(stage).profile_key(sp.variant)
+            ok = [c for c in p.profiles.cores(key)
+                  if p.profiles.get(key, 1, c).throughput_rps >= 1
+                  and p.profiles.get(key, 1, c).latency_p99_s <= p.stage_sla_s[stage]]
+            assert sp.base_cores == (max(min(ok), floor) if ok else max(p.profiles.cores(key)))
+            floor = sp.base_cores
+    assert any(a.base_cores < b.base_cores for stage in p.stage_names
+               for a, b in zip(low.stage_profiles[stage], p.stage_profiles[stage]))  # the fixture makes them differ
+    # the baselines' problems offer every variant at the low-threshold allocation, IPA's at its own
+    for name, source in (("fa2-low", low), ("rim", low), ("ipa", p), ("fa2-high", p)):
+        template = make_policy(name, p, peak_rate_rps=2.0).context.template
+        offered = {(s.name, o.variant): o.base_cores for s in template.stages for o in s.options}
+        assert offered == {(s, v.name): source.base_cores(s, v.name)
+                           for s in p.stage_names for v in p.spec.stage(s).variants}, name
+    decision, _ = make_policy("fa2-low", p)(Observation(time_s=0.0, rate_rps=2.0), PolicyState())
+    assert all(s.cores == low.base_cores(stage, s.variant) for stage, s in decision.configuration.stages.items())
+
+
 def test_replica_start_is_a_floor_on_load_time(make_tiny_pipeline):
     p = make_tiny_pipeline("tiny-video", replica_start_s=8.0)
     assert all(sp.load_time_s == 8.0 for sps in p.stage_profiles.values() for sp in sps)  # fixture loads in 2 s

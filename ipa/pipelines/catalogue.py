@@ -29,13 +29,13 @@ PARAMETER_TYPES: dict[str, type] = {
     "sla_factor": float, "scaling_cap": int, "batching_cap": int, "batch_sizes": list,
     "drop_limit_factor": float, "drop_limit_s": float, "alpha": float, "beta": float,
     "gamma": float, "latency_statistic": str, "predictor_margin": float,
-    "accuracy_method": str, "threshold_rps": float, "fa2_low": dict, "fa2_high": dict,
+    "accuracy_method": str, "threshold_rps": float, "baseline_threshold_rps": float, "fa2_low": dict, "fa2_high": dict,
     "rim_replicas": dict, "load_scale": float, "calibration_cores": float, "replica_start_s": float,
     "policy_options": dict,  # policy name -> its settings (hpa, ray-serve), e.g. the workflow's sweeps
 }
 # Parameters that must be > 0 where given: a zero or negative one is a typo, never a setting.
 # beta may be 0: the paper's NLP accuracy priority prices cores at nothing (fact 40).
-POSITIVE = ("load_scale", "alpha", "threshold_rps", "calibration_cores")
+POSITIVE = ("load_scale", "alpha", "threshold_rps", "baseline_threshold_rps", "calibration_cores")
 LATENCY_STATISTICS = ("p50", "p99", "mean")
 ACCURACY_METHODS = ("pas", "rank_sum")
 

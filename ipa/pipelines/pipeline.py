@@ -5,6 +5,8 @@ Everything downstream (optimiser, simulator, servers, analysis) reads a ``Pipeli
 """
 from __future__ import annotations
 
+import copy
+
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -54,6 +56,17 @@ class Pipeline:
             for v in stage.variants:
                 profiles.get(stage.profile_key(v), 1, 1)  # raises ProfileMissing with the key's name
         self._base_cores, self.stage_sla_s, self._threshold_met = self._derive_allocation()
+
+    def with_threshold(self, threshold_rps: float) -> "Pipeline":
+        """The same pipeline with base allocations derived for another threshold rate (trace
+        units, scaled like the pipeline's own), under this pipeline's stage SLAs: the SLA is
+        the pipeline's, one for every policy, while a baseline may have been configured with
+        its own threshold (fact 16: sum-qa's FA2-low and RIM used 1, IPA 5)."""
+        other = copy.copy(self)
+        other.__dict__.pop("stage_profiles", None)  # cached from this pipeline's allocation
+        scaled = float(threshold_rps) * self.load_scale
+        other._base_cores, other._threshold_met = self._allocate(scaled, self.stage_sla_s)
+        return other
 
     # --- identity ---------------------------------------------------------------------------
     @property
@@ -146,34 +159,10 @@ class Pipeline:
         the stage SLA; the stage SLA is sla_factor x the mean batch-1 latency at the base
         allocation), so iterate from the SLA-free allocation to a fixed point.
         """
-        threshold = self.threshold_rps
         factor = float(self.params["sla_factor"])
-        statistic = self.latency_statistic
         stage_sla = {s.name: math.inf for s in self.stages}
-        base: dict[tuple[str, str], int] = {}
-        met: dict[tuple[str, str], bool] = {}
         for _ in range(20):
-            for stage in self.stages:
-                floor = 1
-                for v in stage.by_accuracy:
-                    key = stage.profile_key(v)
-                    cores_options = self.profiles.cores(key)
-                    chosen = None
-                    for cores in cores_options:
-                        if cores < floor:
-                            continue
-                        for b in self.batch_sizes(stage.name, v.name):
-                            row = self.profiles.get(key, b, cores)
-                            if row.throughput_rps >= threshold and row.latency(statistic) <= stage_sla[stage.name]:
-                                chosen = cores
-                                break
-                        if chosen is not None:
-                            break
-                    met[(stage.name, v.name)] = chosen is not None
-                    if chosen is None:
-                        chosen = self._most_efficient_cores(stage, v, floor, stage_sla[stage.name])
-                    base[(stage.name, v.name)] = chosen
-                    floor = chosen  # a more accurate variant never gets fewer cores (fact 16)
+            base, met = self._allocate(self.threshold_rps, stage_sla)
             new_sla = {}
             for stage in self.stages:
                 lat = [self.profiles.get(stage.profile_key(v), 1, base[(stage.name, v.name)]).latency_mean_s
@@ -183,6 +172,35 @@ class Pipeline:
                 break
             stage_sla = new_sla
         return base, stage_sla, met
+
+    def _allocate(self, threshold: float, stage_sla: Mapping[str, float]
+                  ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], bool]]:
+        """Base cores per variant for a threshold rate under given stage SLAs (fact 16), and
+        whether each variant reached the threshold."""
+        statistic = self.latency_statistic
+        base: dict[tuple[str, str], int] = {}
+        met: dict[tuple[str, str], bool] = {}
+        for stage in self.stages:
+            floor = 1
+            for v in stage.by_accuracy:
+                key = stage.profile_key(v)
+                chosen = None
+                for cores in self.profiles.cores(key):
+                    if cores < floor:
+                        continue
+                    for b in self.batch_sizes(stage.name, v.name):
+                        row = self.profiles.get(key, b, cores)
+                        if row.throughput_rps >= threshold and row.latency(statistic) <= stage_sla[stage.name]:
+                            chosen = cores
+                            break
+                    if chosen is not None:
+                        break
+                met[(stage.name, v.name)] = chosen is not None
+                if chosen is None:
+                    chosen = self._most_efficient_cores(stage, v, floor, stage_sla[stage.name])
+                base[(stage.name, v.name)] = chosen
+                floor = chosen  # a more accurate variant never gets fewer cores (fact 16)
+        return base, met
 
     def _most_efficient_cores(self, stage: Stage, variant, floor: int, stage_sla: float) -> int:
         """The base allocation of a variant that reaches the threshold rate at no core count.

@@ -51,24 +51,28 @@ class PolicyKind:
     pins_replicas: bool = False       # RIM: replicas pinned for the run (``pins.rim_replicas``)
     predictor: str | None = None      # the predictor its runs use instead of the configured one
     paper: bool = False               # one of the paper's IPA and baselines (facts 29-30)
+    # its base allocations use the catalogue's baseline_threshold_rps where a pipeline gives one
+    # (fact 16: sum-qa's FA2-low and RIM were configured with threshold 1, IPA with 5)
+    baseline_threshold: bool = False
 
 
 REGISTRY: dict[str, PolicyKind] = {
     "ipa": PolicyKind("every knob free (variant, batch, replicas per stage)", adaptive, paper=True),
     "fa2-low": PolicyKind("variants pinned to the paper's light set (param fa2_low; else least accurate)",
-                          adaptive, variants=_fa2("low"), paper=True),
+                          adaptive, variants=_fa2("low"), paper=True, baseline_threshold=True),
     "fa2-high": PolicyKind("variants pinned to the paper's heavier set (param fa2_high; else most accurate)",
                            adaptive, variants=_fa2("high"), paper=True),
     "rim": PolicyKind("replicas pinned per stage for the run (param rim_replicas, else what FA2-high's "
-                      "variants need at batch 1 for option peak_rate_rps)", adaptive, pins_replicas=True, paper=True),
+                      "variants need at batch 1 for option peak_rate_rps)", adaptive, pins_replicas=True, paper=True,
+                      baseline_threshold=True),
     "static": PolicyKind("IPA's decision at the first call, kept for the whole run", static, paper=True),
     "oracle": PolicyKind("ipa given the true peak of the next 20 s instead of a forecast (the run builds "
                          "its predictor from the send times: ipa.predictors.oracle)", adaptive, predictor="oracle"),
-    # the autoscalers start where FA2-low starts and keep its variants and batch sizes
+    # the autoscalers start where FA2-low starts and keep its variants, cores and batch sizes
     "hpa": PolicyKind("the Kubernetes HPA on CPU utilisation: replicas only", step=hpa_step,
-                      settings=HpaSettings, variants=_fa2("low")),
+                      settings=HpaSettings, variants=_fa2("low"), baseline_threshold=True),
     "ray-serve": PolicyKind("Ray Serve's default autoscaling policy: replicas only", step=ray_serve_step,
-                            settings=RayServeSettings, variants=_fa2("low")),
+                            settings=RayServeSettings, variants=_fa2("low"), baseline_threshold=True),
     "ipa-plus": PolicyKind("ipa with a switch cost (a changed variant pays its load time in idle cores, "
                            "spread over the interval) and forecast-quantile provisioning instead of the fixed "
                            "margin, each part switchable", adaptive, settings=IpaPlusSettings),
@@ -145,6 +149,9 @@ def make_policy(name: str, pipeline, *, sla_s: float | None = None, alpha: float
         raise ConfigError(f"unknown policy {name!r}; use one of {', '.join(POLICIES)}")
     kind = REGISTRY[name]
     settings, _ = _settings(name, options, pipeline)
+    own_threshold = pipeline.params.get("baseline_threshold_rps") if pipeline is not None else None
+    if kind.baseline_threshold and own_threshold:
+        pipeline = pipeline.with_threshold(float(own_threshold))
     rule = kind.rule or autoscaler_rule(kind.step, settings)
     plus = settings if isinstance(settings, IpaPlusSettings) else None
     pinned_variants = kind.variants(pipeline)
