@@ -34,6 +34,20 @@ def test_ipa_run_writes_a_complete_sound_folder(catalogue_args, tmp_path, capsys
     assert f"{out}: {summary['requests_sent']} sent" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("policy", ["fa2-low", "rim", "hpa", "ipa"])
+def test_a_baseline_with_its_own_threshold_runs_and_passes_its_folder_check(tiny_files, tmp_path, policy):
+    # sum-qa's baselines are provisioned from threshold 1 while IPA uses 5 (fact 16); ipa run
+    # checks every configuration's cores against the allocation of the policy that made it
+    pipelines, variants, profiles = tiny_files
+    text = pipelines.read_text()
+    assert "  tiny-video:\n" in text
+    pipelines.write_text(text.replace("  tiny-video:\n", "  tiny-video:\n    baseline_threshold_rps: 0.5\n", 1))
+    args = ["--pipelines-file", str(pipelines), "--variants-file", str(variants), "--profiles-file", str(profiles)]
+    out = tmp_path / policy
+    assert main(["run", "--pipeline", "tiny-video", "--policy", policy, "--predictor", "max", "--workload",
+                 "bursty", "--duration", "60", "--out", str(out), *args]) == 0
+
+
 def test_a_policy_that_always_raises_makes_ipa_run_fail_unless_tolerated(catalogue_args, tmp_path, capsys,
                                                                          monkeypatch):
     import ipa.policies

@@ -138,6 +138,16 @@ def policy_options(name: str, options: dict | None, pipeline=None) -> dict:
     return {key: getattr(settings, key) for key in given}
 
 
+def policy_pipeline(name: str, pipeline):
+    """The pipeline as policy ``name`` provisions it: a baseline's base allocations follow the
+    catalogue's ``baseline_threshold_rps`` where the pipeline gives one (what a run's cores are
+    checked against)."""
+    own_threshold = pipeline.params.get("baseline_threshold_rps") if pipeline is not None else None
+    if REGISTRY[name].baseline_threshold and own_threshold:
+        return pipeline.with_threshold(float(own_threshold))
+    return pipeline
+
+
 def make_policy(name: str, pipeline, *, sla_s: float | None = None, alpha: float | None = None,
                 beta: float | None = None, gamma: float | None = None, statistic: str | None = None,
                 accuracy_method: str | None = None, solver: str | pulp.LpSolver = DEFAULT_SOLVER,
@@ -149,9 +159,7 @@ def make_policy(name: str, pipeline, *, sla_s: float | None = None, alpha: float
         raise ConfigError(f"unknown policy {name!r}; use one of {', '.join(POLICIES)}")
     kind = REGISTRY[name]
     settings, _ = _settings(name, options, pipeline)
-    own_threshold = pipeline.params.get("baseline_threshold_rps") if pipeline is not None else None
-    if kind.baseline_threshold and own_threshold:
-        pipeline = pipeline.with_threshold(float(own_threshold))
+    pipeline = policy_pipeline(name, pipeline)
     rule = kind.rule or autoscaler_rule(kind.step, settings)
     plus = settings if isinstance(settings, IpaPlusSettings) else None
     pinned_variants = kind.variants(pipeline)
@@ -165,4 +173,4 @@ def make_policy(name: str, pipeline, *, sla_s: float | None = None, alpha: float
 
 
 __all__ = ["AUTOSCALERS", "SETTINGS", "DEFAULT_TIME_LIMIT_S", "Observation", "PAPER_POLICIES", "POLICIES", "PREDICTOR_OF",
-           "Policy", "PolicyState", "make_policy", "policy_options"]
+           "Policy", "PolicyState", "make_policy", "policy_options", "policy_pipeline"]
