@@ -18,7 +18,6 @@ from pathlib import Path
 
 from ipa.adapter import DEFAULT_INTERVAL_S
 from ipa.optimizer.solver import DEFAULT_SOLVER, SOLVERS
-from ipa.policies import policy_pipeline
 from ipa.runs.experiment import DEFAULT_PREDICTOR, RunSpec, execute
 from ipa.runs.invariants import check_run_folder
 from ipa.serving.modes import MODES
@@ -154,7 +153,7 @@ def run(args) -> int:
           f"{s['cost_cores_mean']:.2f} cores; {time.perf_counter() - started:.1f} s")
     # every run checks its own folder: conservation, the router's ledger on a live run, failed
     # decisions (unless tolerated), cores against configurations
-    problems = check_run_folder(args.out, policy_pipeline(args.policy, pipeline) if pipeline is not None else None)
+    problems = check_run_folder(args.out, pipeline)
     if problems:
         print(f"ipa run: error: the run folder {args.out} is written for diagnosis, but it is not a sound "
               f"result ({len(problems)} problem(s)):", file=sys.stderr)

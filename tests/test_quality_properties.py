@@ -16,9 +16,11 @@ def test_properties_hold_on_the_synthetic_reference():
 
 def test_the_reference_pipelines_break_only_the_departures_the_readme_explains():
     # IPA's accurate variants start slowly (opus-mt-tc-big 13.8 s, 16-core DistilBART replicas):
-    # a burst outruns them where FA2-low's light set keeps up (README, "Quality gates")
+    # a burst outruns them where FA2-low's light set, in 1-core replicas in sum-qa (its threshold
+    # is the paper's 1), keeps up (README, "Quality gates")
     problems = check_properties(read_reference(REFERENCE_FILE))
-    assert [p.split(":")[0] for p in problems] == ["nlp/bursty", "nlp/fluctuating", "sum-qa/fluctuating"]
+    assert [p.split(":")[0] for p in problems] == ["nlp/bursty", "nlp/fluctuating", "sum-qa/bursty",
+                                                   "sum-qa/fluctuating"]
     assert all("SLA-violation rate" in p for p in problems)
 
 

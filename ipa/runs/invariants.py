@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ipa.backends.registry import LIVE_BACKENDS
 from ipa.monitoring.router_ledger import ROUTER_COUNTS
+from ipa.policies import POLICIES, policy_pipeline
 from ipa.runs.folder import SUMMARY
 from ipa.runs.ledger import ledger_mismatches
 from ipa.records import STATUSES
@@ -55,7 +56,8 @@ def _total_cores(config: dict) -> int:
 
 def check_run_folder(path: str | Path, pipeline=None) -> list[str]:
     """Violations of the run-folder invariants (empty list: none). With ``pipeline``, also check
-    every configuration's per-replica cores against its base allocation."""
+    every configuration's per-replica cores against its base allocation (as the run's policy
+    derives it: ``policies.policy_pipeline``)."""
     path = Path(path)
     problems: list[str] = []
     try:
@@ -67,6 +69,8 @@ def check_run_folder(path: str | Path, pipeline=None) -> list[str]:
     if summary.get("complete") is not True:
         problems.append(f"{SUMMARY} does not say complete: true")
     params = summary.get("params") or {}
+    if pipeline is not None and params.get("policy") in POLICIES:
+        pipeline = policy_pipeline(params["policy"], pipeline)  # the allocation the run's policy used
 
     # --- conservation ----------------------------------------------------------------------
     n = {s: summary.get(f"requests_{k}") for s, k in
