@@ -262,7 +262,8 @@ def test_malformed_requests_to_a_stage_process_are_answered_named_and_the_server
     # still serving, and every refusal was counted
     assert proc.poll() is None
     status, answer = _http("POST", url + "/v2/models/detector/infer", ROW)
-    assert status == 200 and answer["outputs"][0]["shape"] == [1, 1]
+    # the detector answers what the tiny classifier consumes: a 32 x 32 crop (ipa.pipelines.wire)
+    assert status == 200 and answer["outputs"][0]["shape"] == [1, 3 * 32 * 32]
     with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
         metrics = r.read().decode()
     for code in ("unknown-model", "bad-shape", "bad-json", "bad-datatype"):

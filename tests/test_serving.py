@@ -154,7 +154,7 @@ def test_malformed_v2_requests_are_named(body, code):
 def test_nested_data_and_batches_split_by_row():
     t, _ = v2.parse_infer(json.dumps({"inputs": [{"name": "input", "shape": [2, 2], "datatype": "FP32",
                                                    "data": [[1, 2], [3, 4]]}]}).encode())
-    assert t.rows() == [[1, 2], [3, 4]]
+    assert [r.tolist() for r in t.rows()] == [[1, 2], [3, 4]]
 
 
 def test_per_second_counts_difference_the_counter_and_handle_resets():
@@ -577,3 +577,94 @@ def test_ipa_serve_stops_every_process_on_a_signal(tiny_files, tmp_path, sig):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_wire_sizes_are_what_the_models_consume(reference_pipeline):
+    from ipa.pipelines import wire
+    video = reference_pipeline("video").stages
+    # pipelines.yaml: the detector takes 640 x 640 frames, the classifier 224 x 224 crops
+    assert wire.input_elements(video[0].input) == 3 * 640 * 640
+    assert wire.output_elements(video, 0) == 3 * 224 * 224
+    assert wire.output_elements(video, 1) == 1  # a label
+    audio = reference_pipeline("audio-qa").stages
+    assert wire.input_elements(audio[0].input) == 16000 * 10  # 10 s at 16 kHz
+    assert wire.output_elements(audio, 0) == 128  # the QA stage's 128 tokens
+    nlp = reference_pipeline("nlp").stages
+    assert wire.output_elements(nlp, len(nlp) - 1) == 62  # the summariser's generated tokens
+
+
+@pytest.mark.live
+def test_emulated_stages_answer_with_the_next_stages_input_size_and_carry_the_payload(stack_factory):
+    import numpy as np
+    s = stack_factory()
+    rng = np.random.default_rng(3)
+    frame = rng.random((1, 3 * 64 * 64), dtype=np.float32)  # the tiny detector's 64 x 64 input
+
+    def binary_post(url: str, x: np.ndarray) -> tuple[dict, np.ndarray]:
+        head = json.dumps({"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
+                                       "parameters": {"binary_data_size": x.nbytes}}],
+                           "parameters": {"binary_data_output": True}}).encode()
+        req = urllib.request.Request(url, data=head + x.tobytes(), method="POST",
+                                     headers={"Inference-Header-Content-Length": str(len(head))})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            body, n = r.read(), int(r.headers["Inference-Header-Content-Length"])
+        return json.loads(body[:n]), np.frombuffer(body[n:], np.float32)
+
+    doc, out = binary_post(f"{s.stage_url('detector')}/v2/models/detector/infer", np.vstack([frame, 2 * frame]))
+    assert doc["outputs"][0]["shape"] == [2, 3 * 32 * 32]  # a crop for the 32 x 32 classifier per row
+    rows = out.reshape(2, -1)
+    assert rows[:, 0] == pytest.approx([frame.sum(), 2 * frame.sum()], rel=1e-5)
+    assert not rows[:, 1:].any()
+    # through the router (binary between router and stages): the answer is the request's sum
+    doc, out = binary_post(s.infer_url, frame)
+    assert doc["outputs"][0]["shape"] == [1, 1] and out[0] == pytest.approx(frame.sum(), rel=1e-5)
+
+
+@pytest.mark.live
+def test_the_replay_sends_binary_requests_of_the_first_stages_input_size(tmp_path):
+    """Against a recording server standing in for the router: every request is the size given."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    from ipa.loadgen import LoadGenerator
+    from ipa.processes import ProcessGroup
+
+    seen: list[tuple[int, int, list]] = []
+    ready = threading.Event()
+    box: dict = {}
+
+    async def infer(request: web.Request) -> web.Response:
+        body = await request.read()
+        n = int(request.headers["Inference-Header-Content-Length"])
+        seen.append((n, len(body) - n, json.loads(body[:n])["inputs"][0]["shape"]))
+        return web.json_response({"outputs": [{"name": "output", "shape": [1, 1], "datatype": "FP32", "data": [0]}]})
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v2/models/p/infer", infer)
+        runner = web.AppRunner(app)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        box["port"], box["loop"] = site._server.sockets[0].getsockname()[1], loop
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+
+    threading.Thread(target=serve, daemon=True).start()
+    assert ready.wait(10)
+    group = ProcessGroup()
+    try:
+        gen = LoadGenerator(group, tmp_path, f"http://127.0.0.1:{box['port']}", "/v2/models/p/infer",
+                            [0.0, 0.1, 0.2], 3 * 640 * 640, drain_s=5.0)
+        gen.launch()
+        gen.start(time.time() + 0.3)
+        log = gen.wait().read_text().splitlines()
+    finally:
+        group.stop()
+        box["loop"].call_soon_threadsafe(box["loop"].stop)
+    assert len(log) == 4 and all(line.split(",")[4] == "200" for line in log[1:])
+    assert [(raw, shape) for _, raw, shape in seen] == [(4 * 3 * 640 * 640, [1, 3 * 640 * 640])] * 3

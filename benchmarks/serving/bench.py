@@ -83,7 +83,7 @@ async def overhead(stack: LiveStack, rate: float, seconds: float) -> dict:
     async def one(intended: float, t0: float) -> None:
         sent = time.perf_counter()
         lags.append(sent - (t0 + intended))
-        status, data = await client.request("POST", path, body)
+        status, data, _ = await client.request("POST", path, body)
         done = time.perf_counter()
         if status != 200:
             raise RuntimeError(f"HTTP {status}: {data[:200]!r}")
@@ -114,8 +114,10 @@ def capacity(stack: LiveStack, rate: float, seconds: float, folder: Path) -> dic
     from ipa.loadgen import LoadGenerator, classify, send_lag
 
     times = [i / rate for i in range(int(rate * seconds))]
+    # four values per request, as the overhead probe sends: the router's own cost, comparable across
+    # versions (real-size payloads are measured by --payload real)
     lg = LoadGenerator(stack.group, folder, stack.router_url, f"/v2/models/{stack.pipeline.name}/infer", times,
-                       drain_s=stack.pipeline.drop_limit_s + 5)
+                       4, drain_s=stack.pipeline.drop_limit_s + 5)
     lg.launch()
     lg.start(time.time() + 0.5)
     req = classify(lg.wait(), stack.pipeline.sla_s)

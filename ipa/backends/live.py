@@ -25,6 +25,7 @@ from ipa.configuration import Configuration
 from ipa.errors import ConfigError, IpaError
 from ipa.monitoring.reading import Monitor
 from ipa.monitoring.router_ledger import ROUTER_COUNTS, save_router_counts
+from ipa.pipelines import wire
 from ipa.pipelines.pipeline import Pipeline
 
 # the replay waits this long past the drop limit for the last answers: any later one is a
@@ -61,7 +62,8 @@ class LocustLoad:
         self.files: dict[str, str] = {}
         self.group = ProcessGroup()
         self.gen = LoadGenerator(self.group, folder, router_url, f"/v2/models/{pipeline.name}/infer",
-                                 send_times_s, drain_s=pipeline.drop_limit_s + DRAIN_MARGIN_S)
+                                 send_times_s, wire.input_elements(pipeline.stages[0].input),
+                                 drain_s=pipeline.drop_limit_s + DRAIN_MARGIN_S)
         self.gen.launch()
 
     def start(self) -> None:

@@ -24,13 +24,15 @@ STOPPED_UNSENT = "not sent: the replay was stopped"
 
 class LoadGenerator:
     def __init__(self, group: ProcessGroup, folder: Path, url: str, path: str, send_times_s: Sequence[float],
-                 drain_s: float = 30.0):
+                 input_elements: int, drain_s: float = 30.0):
         self.group, self.folder = group, Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.times = [float(t) for t in send_times_s]
         if any(b < a for a, b in zip(self.times, self.times[1:])):
             raise IpaError("send times must be sorted")
-        self.url, self.path, self.drain_s = url, path, drain_s
+        if input_elements < 1:
+            raise IpaError(f"a request needs at least one input element, got {input_elements}")
+        self.url, self.path, self.drain_s, self.input_elements = url, path, drain_s, input_elements
         self.out = self.folder / "loadgen_requests.csv"
         self.ready_file = self.folder / "loadgen.ready"
         self.start_file = self.folder / "loadgen.start"
@@ -44,6 +46,7 @@ class LoadGenerator:
         times_file.write_text("".join(f"{t:.6f}\n" for t in self.times))
         self.child = self.group.start("loadgen", python_argv(
             "ipa.loadgen.replay", "--url", self.url, "--path", self.path, "--send-times", str(times_file),
+            "--input-elements", str(self.input_elements),
             "--out", str(self.out), "--ready-file", str(self.ready_file), "--start-file", str(self.start_file),
             "--drain-s", str(self.drain_s), "--timeout-s", str(max(10.0, self.drain_s))),
             self.folder / "logs" / "loadgen.log")

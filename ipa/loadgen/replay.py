@@ -12,8 +12,11 @@ Handshake with the orchestrator: write ``--ready-file`` when Locust is loaded, t
 SIGINT (a run cut short) stops the replay at once: the log is written with what was sent so far
 (requests in flight and requests never sent are rows too, each saying so), and the process exits.
 
-Run: ``python -m ipa.loadgen.replay --url URL --path /v2/models/P/infer --send-times times.txt
---out log.csv --ready-file R --start-file S``.
+Each request carries one tensor of ``--input-elements`` FP32 values as binary data (the first
+stage's real input size, ipa.pipelines.wire).
+
+Run: ``python -m ipa.loadgen.replay --url URL --path /v2/models/P/infer --input-elements N
+--send-times times.txt --out log.csv --ready-file R --start-file S``.
 """
 from __future__ import annotations
 
@@ -47,8 +50,13 @@ def _error_code(body: bytes | None) -> str:
 
 
 def build_user(args, times: list[float], t0_box: list[float], rows: list, sent_at: list):
-    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
-                                   "data": [0.5, 0.25, 0.125, 1.0]}]}).encode()
+    # one request of the pipeline's real input size (ipa.pipelines.wire), as binary tensor data:
+    # what Triton's clients and perf_analyzer send by default
+    raw = bytes(4 * args.input_elements)
+    head = json.dumps({"inputs": [{"name": "input", "shape": [1, args.input_elements], "datatype": "FP32",
+                                   "parameters": {"binary_data_size": len(raw)}}]}).encode()
+    body = head + raw
+    headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))}
 
     class Replay(FastHttpUser):
         host = args.url
@@ -63,7 +71,7 @@ def build_user(args, times: list[float], t0_box: list[float], rows: list, sent_a
             sent_at[i] = sent
             status, err = 0, ""
             try:
-                with self.client.post(args.path, data=body, headers={"Content-Type": "application/json"},
+                with self.client.post(args.path, data=body, headers=headers,
                                       catch_response=True, name="infer") as resp:
                     status = int(resp.status_code or 0)
                     if status != 200:
@@ -136,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--ready-file", required=True)
     ap.add_argument("--start-file", required=True)
+    ap.add_argument("--input-elements", type=int, required=True,
+                    help="FP32 elements of one request (the first stage's input size)")
     ap.add_argument("--drain-s", type=float, default=30.0, help="wait this long after the last send for answers")
     ap.add_argument("--timeout-s", type=float, default=120.0)
     ap.add_argument("--pool", type=int, default=20000, help="most requests in flight at once")

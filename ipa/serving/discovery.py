@@ -99,7 +99,7 @@ class Discovery:
     async def poll(self, q: StageQueue, ep: Endpoint) -> None:
         while not ep.gone:
             try:
-                status, data = await ep.client.request("GET", "/admin/status", timeout_s=2.0)
+                status, data, _ = await ep.client.request("GET", "/admin/status", timeout_s=2.0)
                 doc = json.loads(data) if status == 200 else None
             except (HttpError, ValueError):
                 doc = None
@@ -126,7 +126,7 @@ class Discovery:
         if q.config is None or not self.configure_stages:
             return True
         try:
-            status, data = await ep.client.request("POST", "/admin/configuration", v2.dumps(asdict(q.config)),
+            status, data, _ = await ep.client.request("POST", "/admin/configuration", v2.dumps(asdict(q.config)),
                                                    timeout_s=5.0)
         except HttpError as e:
             log(f"stage {q.name} endpoint {ep.address}: configuration not delivered ({e}); will retry when it answers")

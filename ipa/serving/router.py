@@ -131,16 +131,18 @@ class Router:
 
     async def _send(self, q: StageQueue, ep: Endpoint, batch: list[Item]) -> None:
         self.metrics.batch.observe(len(batch), stage=q.name)
-        body = v2.infer_request(v2.stack(v2.INPUT_NAME, v2.INPUT_DATATYPE, [it.row for it in batch]))
         try:
+            # binary both ways (the tensors are real-size: ipa.pipelines.wire)
+            body, headers = v2.binary_infer_request(v2.stack(v2.INPUT_NAME, v2.INPUT_DATATYPE, [it.row for it in batch]))
             try:
-                status, data = await ep.client.request("POST", f"/v2/models/{q.name}/infer", body)
+                status, data, reply_headers = await ep.client.request("POST", f"/v2/models/{q.name}/infer", body,
+                                                                      headers=headers)
             except HttpError as e:
                 raise v2.V2Error(v2.STAGE_FAILURE, str(e)) from None
             if status != 200:
                 raise v2.V2Error(v2.STAGE_FAILURE, f"stage {q.name} answered {status}: {data[:200]!r}")
-            doc = v2.loads(data)
-            rows = v2.output_tensor(doc).rows()
+            output, doc = v2.parse_infer_response(data, reply_headers.get(v2.BINARY_HEADER))
+            rows = output.rows()
             if len(rows) != len(batch):
                 raise v2.V2Error(v2.STAGE_FAILURE, f"stage {q.name} answered {len(rows)} rows for {len(batch)}")
             params = doc.get("parameters") or {}
@@ -286,7 +288,8 @@ class Router:
         if outcome != "ok":
             return Answer(rid, outcome, payload, latency, item.compute_s)
         self.metrics.latency.observe(latency, pipeline=p)
-        return Answer(rid, outcome, v2.Tensor("output", (1, len(payload)), "FP32", payload), latency, item.compute_s)
+        return Answer(rid, outcome, v2.Tensor("output", (1, len(payload)), v2.INPUT_DATATYPE, payload), latency,
+                      item.compute_s)
 
     def start_polling(self) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(self.discovery.run(self.queues)))

@@ -15,6 +15,7 @@ from ipa.configuration import Configuration, StageConfig
 from ipa.errors import ConfigError
 from ipa.pipelines.pipeline import Pipeline
 from ipa.serving.modes import MODES
+from ipa.pipelines import wire
 from ipa.pipelines.latency import batch_latency_params
 
 
@@ -40,6 +41,9 @@ class StageSpec:
     # real: where replicas claim CPUs to be pinned to (one folder per stack, so stage processes do
     # not pin to the same CPU); None: not pinned (a Kubernetes pod, limited by its CPU quota)
     cpu_lock_dir: str | None = None
+    # FP32 elements per request in this stage's answers: what the next stage consumes
+    # (ipa.pipelines.wire), so emulated replicas put real-size tensors on the wire
+    output_elements: int = 1
 
     def variant(self, name: str) -> VariantSpec:
         try:
@@ -100,7 +104,8 @@ def stage_specs(pipeline: Pipeline, mode: str = "emulated", quick: bool = False,
                 {"task": v.task, "config_class": v.config_class, "head_class": v.head_class,
                  "config_kwargs": dict(v.config_kwargs), "name": v.name})
         out[stage.name] = StageSpec(stage.name, pipeline.stage_sla_s[stage.name], asdict(stage.input), variants,
-                                    mode, quick, load_time_scale, seed * 1000 + i, cpu_lock_dir)
+                                    mode, quick, load_time_scale, seed * 1000 + i, cpu_lock_dir,
+                                    wire.output_elements(pipeline.stages, i))
     return out
 
 

@@ -19,6 +19,8 @@ import time
 from collections import deque
 from dataclasses import asdict
 
+import numpy as np
+
 from ipa.configuration import StageConfig
 from ipa.serving import routes, v2
 from ipa.serving.compute import make_compute, set_torch_threads
@@ -252,8 +254,12 @@ class StageServer:
         self.m_items.inc(k, stage=name, variant=replica.variant)
         self.m_latency.observe(compute_s, stage=name, variant=replica.variant)
         self.m_batch.observe(k, stage=name)
-        # outputs: one value per row (the payload is a stand-in; shapes and counts are real)
-        out = v2.Tensor("output", (k, 1), "FP32", [float(sum(row)) for row in tensor.rows()])
+        # what the next stage consumes, at its real size. The values are stand-ins, except the first
+        # of each row: the sum of the row received, so a pipeline's answer is the sum of its request
+        # whatever the stages, and a test can tell that every byte arrived.
+        out = np.zeros((k, self.spec.output_elements), np.float32)
+        out[:, 0] = tensor.data.reshape(k, -1).sum(axis=1, dtype=np.float64)
+        out = v2.Tensor("output", out.shape, v2.INPUT_DATATYPE, out)
         return v2.infer_response(name, out, str(doc.get("id", "")), {
             "variant": replica.variant, "replica": replica.id, "compute_s": compute_s,
             "ready_replicas": self.ready_count()}, version=replica.variant, binary=v2.wants_binary(doc))

@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ipa.serving.http import Response
 
 try:  # orjson is several times faster on the JSON tensors; plain json works the same
@@ -78,30 +80,41 @@ def error_code(body: bytes) -> str:
 
 @dataclass(frozen=True)
 class Tensor:
+    """A V2 tensor; ``data`` is flat, row-major, as a numpy array of the datatype (lists are
+    converted), so real-size payloads are sliced, joined and put on the wire without a Python
+    object per element."""
+
     name: str
     shape: tuple[int, ...]
     datatype: str
-    data: list
+    data: np.ndarray
+
+    def __post_init__(self):
+        object.__setattr__(self, "data", np.asarray(self.data, NUMPY_DTYPES[self.datatype]).reshape(-1))
 
     @property
     def batch(self) -> int:
         return self.shape[0] if self.shape else 1
 
-    def rows(self) -> list[list]:
-        """Split along the batch dimension."""
+    def rows(self) -> list[np.ndarray]:
+        """Split along the batch dimension (views, not copies)."""
         if not self.shape:
             return [self.data]
-        per = math.prod(self.shape[1:])
-        return [self.data[i * per:(i + 1) * per] for i in range(self.shape[0])]
+        return list(self.data.reshape(self.shape[0], -1))
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "datatype": self.datatype, "data": self.data}
+        return {"name": self.name, "shape": list(self.shape), "datatype": self.datatype, "data": self.data.tolist()}
+
+    def to_bytes(self) -> bytes:
+        return self.data.tobytes()
 
 
-def stack(name: str, datatype: str, rows: list[list]) -> Tensor:
+def stack(name: str, datatype: str, rows: list[np.ndarray]) -> Tensor:
     """Join per-request rows (each of the same length) into one batch tensor."""
     width = len(rows[0]) if rows else 0
-    data = [x for r in rows for x in r]
+    if any(len(r) != width for r in rows):
+        raise V2Error("bad-shape", f"cannot batch rows of different lengths {sorted({len(r) for r in rows})}")
+    data = np.concatenate(rows) if rows else np.zeros(0)
     return Tensor(name, (len(rows), width), datatype, data)
 
 
@@ -191,8 +204,7 @@ def infer_input(doc: Any, blob: bytes = b"", *, input_name: str = INPUT_NAME,
         if len(raw) != math.prod(shape) * itemsize:
             raise V2Error("bad-shape", f"input {input_name!r}: shape {shape} of {dt} needs "
                                        f"{math.prod(shape) * itemsize} bytes, binary_data_size is {len(raw)}")
-        import numpy as np
-        return Tensor(input_name, tuple(shape), dt, np.frombuffer(raw, NUMPY_DTYPES[dt]).tolist())
+        return Tensor(input_name, tuple(shape), dt, np.frombuffer(raw, NUMPY_DTYPES[dt]))
     data = _flatten(tensor.get("data"))
     if not isinstance(data, list):
         raise V2Error("bad-request", f"input {input_name!r}: 'data' must be a list")
@@ -205,6 +217,7 @@ def infer_input(doc: Any, blob: bytes = b"", *, input_name: str = INPUT_NAME,
 
 
 def infer_request(tensor: Tensor, request_id: str = "", parameters: dict | None = None) -> bytes:
+    """A JSON infer request."""
     doc: dict[str, Any] = {"inputs": [tensor.to_dict()]}
     if request_id:
         doc["id"] = request_id
@@ -213,8 +226,20 @@ def infer_request(tensor: Tensor, request_id: str = "", parameters: dict | None 
     return dumps(doc)
 
 
+def binary_infer_request(tensor: Tensor, request_id: str = "") -> tuple[bytes, dict[str, str]]:
+    """An infer request with the tensor as binary data, asking for binary outputs: the body and
+    the headers that go with it."""
+    raw = tensor.to_bytes()
+    meta = {"name": tensor.name, "shape": list(tensor.shape), "datatype": tensor.datatype,
+            "parameters": {"binary_data_size": len(raw)}}
+    doc: dict[str, Any] = {"inputs": [meta], "parameters": {"binary_data_output": True}}
+    if request_id:
+        doc["id"] = request_id
+    head = dumps(doc)
+    return head + raw, {"Inference-Header-Content-Length": str(len(head)), "Content-Type": "application/octet-stream"}
+
+
 def _itemsize(datatype: str) -> int:
-    import numpy as np
     return np.dtype(NUMPY_DTYPES[datatype]).itemsize
 
 
@@ -228,11 +253,12 @@ def wants_binary(doc: dict, output: str = "output") -> bool:
 
 def infer_response(model: str, tensor: Tensor, request_id: str = "", parameters: dict | None = None,
                    version: str = "", binary: bool = False) -> Response:
-    out = tensor.to_dict()
     raw = b""
-    if binary:
-        import numpy as np
-        raw = np.asarray(out.pop("data"), dtype=NUMPY_DTYPES[tensor.datatype]).tobytes()
+    if not binary:
+        out = tensor.to_dict()
+    else:
+        out = {"name": tensor.name, "shape": list(tensor.shape), "datatype": tensor.datatype}
+        raw = tensor.to_bytes()
         out["parameters"] = {"binary_data_size": len(raw)}
     doc: dict[str, Any] = {"model_name": model, "id": request_id, "outputs": [out]}
     if version:
@@ -245,11 +271,32 @@ def infer_response(model: str, tensor: Tensor, request_id: str = "", parameters:
     return Response(200, head + raw, "application/octet-stream", {"Inference-Header-Content-Length": str(len(head))})
 
 
-def output_tensor(doc: dict, name: str = "output") -> Tensor:
-    for t in doc.get("outputs", []):
+def output_tensor(doc: dict, name: str = "output", blob: bytes = b"") -> Tensor:
+    """An output of a response document; ``blob``: its binary part (the binary extension), cut by
+    each output's ``parameters.binary_data_size`` in output order."""
+    outputs = doc.get("outputs", [])
+    binary = _binary_parts(outputs, blob)
+    for i, t in enumerate(outputs):
         if t.get("name") == name:
+            if i in binary:
+                dt = t["datatype"]
+                if len(binary[i]) != math.prod(t["shape"]) * _itemsize(dt):
+                    raise V2Error("bad-shape", f"output {name!r}: shape {t['shape']} of {dt} does not fit its "
+                                               f"{len(binary[i])} binary bytes")
+                return Tensor(name, tuple(t["shape"]), dt, np.frombuffer(binary[i], NUMPY_DTYPES[dt]))
             return Tensor(name, tuple(t["shape"]), t["datatype"], _flatten(t["data"]))
     raise V2Error("bad-request", f"response has no output named {name!r}")
+
+
+def parse_infer_response(body: bytes, header_length: str | None = None, name: str = "output") -> tuple[Tensor, dict]:
+    """The named output of an infer response (JSON, or with the binary extension when
+    ``header_length`` is the response's Inference-Header-Content-Length), and its document."""
+    head, blob = _split_binary(body, header_length)
+    try:
+        doc = loads(head)
+    except Exception as e:
+        raise V2Error("bad-json", f"response body is not JSON ({type(e).__name__})") from None
+    return output_tensor(doc, name, blob), doc
 
 
 MODEL_ACTIONS = {("GET", ""): "metadata", ("GET", "ready"): "ready", ("POST", "infer"): "infer"}
