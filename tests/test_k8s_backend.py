@@ -583,6 +583,27 @@ def test_without_a_watch_the_rollout_wait_polls_and_still_finishes(emulator, tin
     backend.stop()
 
 
+def test_during_the_run_a_finished_rollout_is_recorded_through_the_watch_not_at_the_next_poll(emulator,
+                                                                                           tiny_pipeline):
+    backend, _ = make_backend(emulator, poll_s=5.0, watch_s=8.0, rollout_timeout_s=30)
+    cfg = cheapest_configuration(tiny_pipeline)
+    backend.start(tiny_pipeline, cfg, [0.0])
+    time.sleep(5.5)  # the observer's first look (one poll_s), after which it waits on the watch
+    emulator.auto_ready = False
+    stage = next(iter(cfg.stages))
+    backend.apply(with_stage(cfg, stage, replicas=cfg.stages[stage].replicas + 1))
+    change = len(backend.applied) - 1
+    time.sleep(0.3)
+    emulator.finish_rollouts()
+    finished = time.monotonic()
+    while backend.applied[change].completed_at_s is None and time.monotonic() - finished < 10:
+        time.sleep(0.02)
+    lag = time.monotonic() - finished
+    assert backend.applied[change].completed_at_s is not None
+    assert lag < 2.5, lag  # a poll would have slept up to 5 s, the watch's own timeout is 8 s
+    backend.stop()
+
+
 def test_an_image_that_cannot_exist_fails_at_once_whatever_the_grace(emulator, tiny_pipeline):
     emulator.auto_ready = False
     ns = "ipa-run-tiny-video-t1"

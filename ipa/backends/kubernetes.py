@@ -10,8 +10,9 @@ apply
     Deployment (new pods serve only once ready, old ones go after), batch sizes through the
     router's admin endpoint, told of every change (the partial-batch timeouts follow the
     replica count, and the router then resolves the stages' pods again at once). API calls are
-    made at once; a watcher thread records when the rollouts finished
-    (``AppliedChange.completed_at_s``) or why they did not.
+    made at once; a watcher thread, woken by the same watch, records when the rollouts finished
+    (``AppliedChange.completed_at_s``) or why they did not, and the cores the pods that exist
+    request (a rolling update's surge included).
 stop
     finish the load, keep the pods' logs, delete the namespace (always, also after errors).
 
@@ -141,8 +142,8 @@ class KubernetesSettings:
     delete_timeout_s: float = 120.0
     poll_s: float = 0.5
     # the longest one wait on a watch of the Deployments lasts before everything is read again
-    # (a pod's problem shows on the pod, which is not watched); where the API server offers no
-    # watch, the wait is one poll_s
+    # (a pod's problem shows on the pod, which is not watched), in the start's rollout wait and
+    # between the run's looks; where the API server offers no watch, the wait is one poll_s
     watch_s: float = 2.0
     # pauses between the tries of one apply call on a transient error (unreachable, 409, 429, 5xx);
     # the IPA artifact tried 3 times (docs/facts.md, fact 28)
@@ -178,6 +179,7 @@ class KubernetesBackend(LiveBackend):
         self._pending: list[tuple[int, list[str]]] = []  # (index in applied, deployments) awaiting rollout
         self._namespace_created = False
         self._watch = True  # until the API server shows it offers no watch
+        self._observed_version: str | None = None  # the Deployments' resourceVersion at the last look
         self.current: Configuration | None = None   # what the cluster and the router hold, as far as known
         self.options: ClusterOptions | None = None
         self._router_configuration: Configuration | None = None  # the last one the router took
@@ -379,11 +381,22 @@ class KubernetesBackend(LiveBackend):
     def observe(self) -> None:
         """The cores the stage pods request, and which pending changes have rolled out."""
         try:
+            self._observed_version = self._deployments_version()  # before the reads: a later change wakes next_look
             self.poll_cores()
             self.poll_rollouts()
         except ClusterError as e:
             log.warning("rollout watch: %s", e)
             raise
+
+    def next_look(self) -> None:
+        """Until a Deployment changes after the last look (a surge pod created, a replica ready, an
+        old one gone: each moves the Deployment's status), at most ``watch_s``; ``poll_s`` where the
+        API server offers no watch."""
+        version, self._observed_version = self._observed_version, None
+        if version is None:
+            self._stop_poll.wait(self.poll_s)
+        else:
+            self._wait_for_change(version, self.settings.watch_s)
 
     def poll_rollouts(self) -> None:
         """Close every pending change whose Deployments have finished rolling out."""

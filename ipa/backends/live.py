@@ -139,7 +139,7 @@ class LiveBackend:
         """The run's records from t0 on (called after the clock is set)."""
 
     def observe(self) -> None:
-        """One look at the running pipeline (every ``poll_s``); an IpaError is noted, not fatal."""
+        """One look at the running pipeline (after each ``next_look``); an IpaError is noted, not fatal."""
 
     def router_restarts(self) -> int:
         return 0
@@ -237,8 +237,16 @@ class LiveBackend:
         from ipa.monitoring.monitor import PrometheusMonitor  # noqa: PLC0415 (live extra)
         return PrometheusMonitor(self.prometheus_url, self.clock.t0_wall)
 
+    def next_look(self) -> None:
+        """Block until the next ``observe`` is due: ``poll_s`` here; a backend that can watch what
+        it observes waits for a change instead."""
+        self._stop_poll.wait(self.poll_s)
+
     def _poll(self) -> None:
-        while not self._stop_poll.wait(self.poll_s):
+        while True:
+            self.next_look()
+            if self._stop_poll.is_set():
+                return
             self._observe_noting(self.observing)
 
     def _observe_noting(self, what: str) -> None:
