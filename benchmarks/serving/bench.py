@@ -115,7 +115,7 @@ def capacity(stack: LiveStack, rate: float, seconds: float, folder: Path) -> dic
 
     times = [i / rate for i in range(int(rate * seconds))]
     # four values per request, as the overhead probe sends: the router's own cost, comparable across
-    # versions (real-size payloads are measured by --payload real)
+    # versions (what a large tensor costs is --tensor-mib's measurement)
     lg = LoadGenerator(stack.group, folder, stack.router_url, f"/v2/models/{stack.pipeline.name}/infer", times,
                        4, drain_s=stack.pipeline.drop_limit_s + 5)
     lg.launch()
@@ -134,7 +134,7 @@ def capacity(stack: LiveStack, rate: float, seconds: float, folder: Path) -> dic
 def tensor_transfer(stack: LiveStack, pipeline: str, mib: float, rounds: int) -> dict:
     """End-to-end latency of one request carrying an FP32 tensor of ``mib`` MiB, sent by the
     official Triton client as binary data and as JSON, interleaved round by round (medians, s).
-    Only the client-router hop changes: the router talks JSON to the stages either way."""
+    Only the client-router hop changes: the router talks binary to the stages either way."""
     import numpy as np
     import tritonclient.http as httpclient
 
