@@ -83,3 +83,40 @@ def test_a_restarted_router_is_held_only_to_what_it_saw():
     assert ledger_mismatches(restarted, {"sent": 10, "ok": 4, "late": 2, "dropped": 3, "failed": 1,
                                          "stage_failed": 1}) == []
     assert ledger_mismatches({**restarted, "received": 12}, {"sent": 10, "ok": 10})  # never more than sent
+
+
+# --- the stage servers' own counts --------------------------------------------------------------
+# LEDGER's run: 10 received; 1 dropped at the detector's queue, so 9 entered it and it served 9;
+# 2 dropped at the classifier's queue and 1 failed there, so it served 6: the router's 6 ok answers.
+STAGES = {**LEDGER, "served_by_stage": {"detector": 9, "classifier": 6}}
+RECORDS = {"sent": 10, "ok": 4, "late": 2, "dropped": 3, "failed": 1, "stage_failed": 1}
+
+
+def test_stage_counts_that_chain_with_the_routers_have_no_mismatch():
+    assert ledger_mismatches(STAGES, RECORDS) == []
+
+
+def test_a_stage_that_served_a_request_the_router_did_not_account_for_is_named():
+    problems = ledger_mismatches({**STAGES, "served_by_stage": {"detector": 10, "classifier": 6}}, RECORDS)
+    assert any("stage detector served 10" in p and "is 9" in p for p in problems), problems
+    assert any("stage classifier served 6" in p and "stage detector served 10" in p for p in problems), problems
+
+
+def test_a_last_stage_count_that_differs_from_the_ok_answers_is_found():
+    problems = ledger_mismatches({**STAGES, "served_by_stage": {"detector": 9, "classifier": 5}}, RECORDS)
+    assert any("last stage served 5" in p and "answered 6 ok" in p for p in problems), problems
+
+
+def test_a_stage_process_that_restarted_lost_its_counts_so_they_are_not_held_against_the_router():
+    wrong = {**STAGES, "served_by_stage": {"detector": 4, "classifier": 2}}
+    assert ledger_mismatches(wrong, RECORDS) != []
+    assert ledger_mismatches({**wrong, "stage_restarts": 1}, RECORDS) == []
+
+
+def test_the_stage_counts_are_read_from_each_stages_servers():
+    from ipa.monitoring.router_ledger import served_by_stage
+    text = ('ipa_stage_items_total{stage="detector",variant="a"} 4.0\n'
+            'ipa_stage_items_total{stage="detector",variant="b"} 5.0\n'
+            'ipa_stage_requests_total{stage="detector",variant="a",code="200"} 3.0\n')
+    assert served_by_stage({"detector": text, "classifier": 'ipa_stage_items_total{stage="classifier",variant="c"} 6\n'}) \
+        == {"detector": 9, "classifier": 6}

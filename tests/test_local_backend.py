@@ -77,6 +77,9 @@ def test_ipa_run_on_the_local_backend_writes_a_complete_run_folder(tiny_files, t
     ledger = json.loads((out / "router_counts.json").read_text())
     assert ledger["received"] == len(req) and sum(ledger["answered"].values()) == len(req)
     assert ledger["answered"].get("ok", 0) == summary["requests_completed"]
+    # and the stage processes' own counts: the last stage served every completed request
+    assert list(ledger["served_by_stage"]) == list(pipeline.stage_names) and ledger["stage_restarts"] == 0
+    assert ledger["served_by_stage"][pipeline.stage_names[-1]] == summary["requests_completed"]
     assert check_run_folder(out, pipeline) == []
     # the cores it held on this machine are said, with a warning when they exceed it (emulated)
     from ipa.runs.capacity import machine_cores
@@ -117,6 +120,10 @@ def test_load_generator_log_conserves_every_request_and_sends_open_loop(tiny_fil
     ledger = json.loads(Path(output.extra_files["router_counts.json"]).read_text())
     assert ledger["received"] == 100 and ledger["answered"].get("dropped", 0) == counts["dropped"]
     assert sum(ledger["dropped_by_stage"].values()) == counts["dropped"]
+    # the stages served what entered them less the drops (the chain ledger_mismatches checks below)
+    first, last = tiny_pipeline.stage_names
+    assert ledger["served_by_stage"][first] == 100 - ledger["dropped_by_stage"].get(first, 0)
+    assert ledger["served_by_stage"][last] == counts.get("ok", 0) + counts.get("late", 0)
     stage_failed = int((req["detail"].str.startswith("stage-failure") & (req["status"] == "failed")).sum())
     assert ledger_mismatches(ledger, {**counts, "sent": 100, "stage_failed": stage_failed}) == []
     for name in ("prometheus_series.csv", "logs/router.log", "logs/stage-detector.log", "logs/loadgen.log"):

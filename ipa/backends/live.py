@@ -14,6 +14,7 @@ the replay is stopped at once (its log keeps what was sent) -> ``tear_down``.
 """
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -144,6 +145,12 @@ class LiveBackend:
     def router_restarts(self) -> int:
         return 0
 
+    def stage_counters(self) -> tuple[dict[str, list[str]], int] | None:
+        """Where each stage's servers answer (base URLs, pipeline order) and how many restarted,
+        for the ledger's count of what each stage served; None where the servers that served the
+        run cannot all be read at its end."""
+        return None
+
     def records(self) -> dict:
         """RunOutput's ``applied``, ``provisioned_cores`` and ``serving_variants``."""
         return {}
@@ -259,8 +266,13 @@ class LiveBackend:
         if self.work_dir is None:
             return {}
         try:
-            return {ROUTER_COUNTS: save_router_counts(self.router_url, self.pipeline.name,
-                                                      self.work_dir / ROUTER_COUNTS, self.router_restarts())}
+            stages = self.stage_counters()
+            path = save_router_counts(self.router_url, self.pipeline.name, self.work_dir / ROUTER_COUNTS,
+                                      self.router_restarts(), *(stages or (None, 0)))
+            error = json.loads(Path(path).read_text()).get("stage_counts_error")
+            if error:
+                self.note(f"stage counters: {error}")
+            return {ROUTER_COUNTS: path}
         except IpaError as e:  # the run's check reports the ledger missing
             print(f"{self.name} backend: router ledger: {e}", flush=True)
             self.note(f"router ledger: {e}")

@@ -116,6 +116,13 @@ class LocalBackend(LiveBackend):
     def router_restarts(self) -> int:
         return sum(1 for _, name, event in self.stack.group.events if name == "router" and event.startswith("restarted"))
 
+    def stage_counters(self) -> tuple[dict[str, list[str]], int]:
+        # one process per stage, up for the whole run (restarted in place if it dies)
+        # a stage process that died lost its counters, restarted or not
+        restarts = sum(1 for _, name, event in self.stack.group.events
+                       if name.startswith("stage-") and event.startswith("died"))
+        return {s: [self.stack.stage_url(s)] for s in self.pipeline.stage_names}, restarts
+
     def records(self) -> dict:
         return {"applied": list(self._applied), "provisioned_cores": list(self._cores),
                 "serving_variants": list(self._serving)}

@@ -11,6 +11,11 @@ answered. ``check_run_folder`` holds the two against each other (``ledger_mismat
 * what the router received is what was sent, and it answered all of it;
 * its per-stage drops and failures add up to its dropped and failed answers.
 
+* where the stage servers' own counts were read (``served_by_stage``, pipeline order): what each
+  stage served is what entered it (the router's receipts for the first, what the stage before
+  served for the others) less the router's drops and failures at it, and the last stage served
+  exactly the router's ok answers.
+
 These are exact when every failure in the records is a router answer. A failure without one (a
 refused connection, a client that gave up waiting) may or may not have reached the router, which
 may answer it after the records were closed; then only bounds hold: the router's answers are at
@@ -63,4 +68,22 @@ def ledger_mismatches(router: dict, records: dict[str, int]) -> list[str]:
             if by_stage != total:
                 out.append(f"ledger: the router's per-stage {what} {router.get(key)} add up to {by_stage}, "
                            f"its answers to {total}")
+        if router.get("served_by_stage") is not None and not router.get("stage_restarts"):
+            out.extend(stage_mismatches(router, received, ok))
+    return out
+
+
+def stage_mismatches(router: dict, received: int, ok: int) -> list[str]:
+    """Where the stage servers' counts of what they served break the chain of the router's counts."""
+    out = []
+    entered, source = received, "the router received"
+    for stage, served in router["served_by_stage"].items():
+        dropped = int((router.get("dropped_by_stage") or {}).get(stage, 0))
+        failed = int((router.get("failed_by_stage") or {}).get(stage, 0))
+        if served != entered - dropped - failed:
+            out.append(f"ledger: stage {stage} served {served} requests by its own count; {source} {entered}, "
+                       f"less the router's {dropped} drops and {failed} failures there, is {entered - dropped - failed}")
+        entered, source = served, f"stage {stage} served"
+    if entered != ok:
+        out.append(f"ledger: the last stage served {entered} requests by its own count, the router answered {ok} ok")
     return out
