@@ -21,8 +21,8 @@ from typing import Any, Callable
 import torch
 
 from ipa.pipelines.catalogue import StageInput
+from ipa.pipelines.wire import SAMPLE_RATE  # the rate the waveform on the wire is sampled at
 
-SAMPLE_RATE = 16000
 WINDOW = 400  # 25 ms
 HOP = 160     # 10 ms
 
