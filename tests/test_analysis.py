@@ -331,6 +331,18 @@ def test_fidelity_panel_with_no_violation_on_either_side_says_so(matrix):
     assert "all 0" in [t.get_text() for t in late.texts] and late.get_xlim() == (0, 1)
 
 
+def test_fidelity_labels_tell_apart_twins_a_few_per_cent_apart(tmp_path):
+    # the measured case: p99 1.1137 s simulated against 1.1709 s live (4.9 %)
+    root = tmp_path / "runs"
+    write_run(root, backend="sim", duration=30, latency_p99_s=1.1137)
+    write_run(root, backend="local", duration=30, latency_p99_s=1.1709)
+    table = summary_table(sorted(f.parent for f in root.rglob("summary.json")))
+    fig = figures.fidelity_figure(table, {"duration_s": 30}, "local")
+    p99 = next(ax for ax in fig.axes if ax.get_title() == "p99 latency (s)")
+    labels = sorted(t.get_text() for t in p99.texts)
+    assert labels == ["1.11", "1.17"], labels
+
+
 def test_pareto_plane_places_each_policy_and_workload_and_draws_the_sweep_in_knob_order(tmp_path):
     root = tmp_path / "runs"
     write_run(root, policy="ipa", pas=0.5, cores=4, late_every=5)

@@ -445,7 +445,7 @@ def fidelity_figure(summary: pd.DataFrame, where: Mapping[str, object], live_bac
                     errorbar=("pi", 100), sharex=False, height=2.6, aspect=1.0)
     g.set_titles(col_template="{col_name}")
     g.set_axis_labels("", "")
-    _label_bars(g)
+    _label_bars(g, "{:.3g}")  # the twins differ by a few per cent: two digits would hide it
     _label_empty_panels(g, horizontal=True)
     return g.figure
 
