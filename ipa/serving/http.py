@@ -120,11 +120,13 @@ class Client:
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            # no pool limit: the router bounds what it sends by the endpoint's replicas
+            # no pool limit: the router bounds what it sends by the endpoint's replicas; no cookie
+            # jar and no decompression, which the V2 peers never use and which cost every response
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, force_close=False),
                 timeout=aiohttp.ClientTimeout(total=None, connect=5.0),
-                headers={"Content-Type": "application/json"}, skip_auto_headers=("User-Agent",))
+                headers={"Content-Type": "application/json"}, skip_auto_headers=("User-Agent",),
+                cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
         return self._session
 
     def _timeout(self, read_s: float) -> aiohttp.ClientTimeout:
