@@ -14,7 +14,6 @@ the replay is stopped at once (its log keeps what was sent) -> ``tear_down``.
 """
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -266,13 +265,12 @@ class LiveBackend:
         if self.work_dir is None:
             return {}
         try:
-            stages = self.stage_counters()
-            path = save_router_counts(self.router_url, self.pipeline.name, self.work_dir / ROUTER_COUNTS,
-                                      self.router_restarts(), *(stages or (None, 0)))
-            error = json.loads(Path(path).read_text()).get("stage_counts_error")
-            if error:
-                self.note(f"stage counters: {error}")
-            return {ROUTER_COUNTS: path}
+            path = self.work_dir / ROUTER_COUNTS
+            counts = save_router_counts(self.router_url, self.pipeline.name, path, self.router_restarts(),
+                                        *(self.stage_counters() or (None, 0)))
+            if counts.stage_counts_error:
+                self.note(f"stage counters: {counts.stage_counts_error}")
+            return {ROUTER_COUNTS: str(path)}
         except IpaError as e:  # the run's check reports the ledger missing
             print(f"{self.name} backend: router ledger: {e}", flush=True)
             self.note(f"router ledger: {e}")

@@ -91,10 +91,10 @@ def read_metrics(url: str, what: str, timeout_s: float = 5.0) -> str:
 
 
 def save_router_counts(router_url: str, pipeline: str, path, router_restarts: int = 0,
-                       stage_urls: dict[str, list[str]] | None = None, stage_restarts: int = 0) -> str:
+                       stage_urls: dict[str, list[str]] | None = None, stage_restarts: int = 0) -> RouterCounts:
     """Read the router's ledger from its /metrics (and, given ``stage_urls``, each stage server's
-    count of what it served) and write it as JSON to ``path``; returns the path. Raises IpaError
-    when the router cannot be read (the run's check then reports the ledger missing)."""
+    count of what it served) and write it as JSON to ``path``; returns what it wrote. Raises
+    IpaError when the router cannot be read (the run's check then reports the ledger missing)."""
     import json
     from pathlib import Path
 
@@ -109,4 +109,4 @@ def save_router_counts(router_url: str, pipeline: str, path, router_restarts: in
         except IpaError as e:  # the router's half still stands; the run folder says what is missing
             counts = replace(counts, stage_counts_error=str(e))
     Path(path).write_text(json.dumps(counts.as_json(), indent=2) + "\n")
-    return str(path)
+    return counts
