@@ -4,8 +4,9 @@
 drawn from the lognormal the simulator uses (ipa.pipelines.latency), so live and simulated replicas
 share one service-time model. ``real``: loading builds the architecture (random weights,
 ipa.profiling.builders) and runs one warm-up batch; a batch runs the forward pass on synthetic
-inputs of the stage's profiled shape (ipa.profiling.inputs); the JSON tensor on the wire is
-checked, not fed to the model, since the payloads are stand-ins.
+inputs of the stage's profiled shape (ipa.profiling.inputs). In both modes the tensor on the wire
+has the model's real input size (ipa.pipelines.wire) and is checked, not fed to the model: its
+values are stand-ins (random weights make real ones meaningless), its bytes are real.
 """
 from __future__ import annotations
 
