@@ -165,12 +165,34 @@ def parse_infer(body: bytes, *, input_name: str = INPUT_NAME, datatype: str = IN
                 header_length: str | None = None) -> tuple[Tensor, dict]:
     """The one input tensor of an infer request (checked), and the whole request document.
     ``header_length``: the request's Inference-Header-Content-Length (the binary extension)."""
+    doc, blob = _document(body, header_length, "request")
+    return infer_input(doc, blob, input_name=input_name, datatype=datatype), doc
+
+
+def _document(body: bytes, header_length: str | None, what: str) -> tuple[Any, bytes]:
+    """(JSON document, binary part) of a request or response body."""
     head, blob = _split_binary(body, header_length)
     try:
-        doc = loads(head)
+        return loads(head), blob
     except Exception as e:
-        raise V2Error("bad-json", f"request body is not JSON ({type(e).__name__})") from None
-    return infer_input(doc, blob, input_name=input_name, datatype=datatype), doc
+        raise V2Error("bad-json", f"{what} body is not JSON ({type(e).__name__})") from None
+
+
+def _from_binary(kind: str, name: str, shape: list, datatype: str, raw: bytes) -> Tensor:
+    """An input or output (``kind``) from its raw bytes, which must be exactly what the shape and
+    datatype need."""
+    need = math.prod(shape) * _itemsize(datatype)
+    if len(raw) != need:
+        raise V2Error("bad-shape", f"{kind} {name!r}: shape {shape} of {datatype} needs {need} bytes, "
+                                   f"binary_data_size is {len(raw)}")
+    return Tensor(name, tuple(shape), datatype, np.frombuffer(raw, NUMPY_DTYPES[datatype]))
+
+
+def _binary_meta(tensor: Tensor) -> tuple[dict, bytes]:
+    """A tensor's JSON part and raw bytes under the binary extension."""
+    raw = tensor.to_bytes()
+    return ({"name": tensor.name, "shape": list(tensor.shape), "datatype": tensor.datatype,
+             "parameters": {"binary_data_size": len(raw)}}, raw)
 
 
 def infer_input(doc: Any, blob: bytes = b"", *, input_name: str = INPUT_NAME,
@@ -200,11 +222,7 @@ def infer_input(doc: Any, blob: bytes = b"", *, input_name: str = INPUT_NAME,
     if dt != datatype:
         raise V2Error("bad-datatype", f"input {input_name!r}: expected datatype {datatype}, got {dt}")
     if index in binary:
-        raw, itemsize = binary[index], _itemsize(dt)
-        if len(raw) != math.prod(shape) * itemsize:
-            raise V2Error("bad-shape", f"input {input_name!r}: shape {shape} of {dt} needs "
-                                       f"{math.prod(shape) * itemsize} bytes, binary_data_size is {len(raw)}")
-        return Tensor(input_name, tuple(shape), dt, np.frombuffer(raw, NUMPY_DTYPES[dt]))
+        return _from_binary("input", input_name, shape, dt, binary[index])
     data = _flatten(tensor.get("data"))
     if not isinstance(data, list):
         raise V2Error("bad-request", f"input {input_name!r}: 'data' must be a list")
@@ -216,22 +234,10 @@ def infer_input(doc: Any, blob: bytes = b"", *, input_name: str = INPUT_NAME,
     return Tensor(input_name, tuple(shape), dt, data)
 
 
-def infer_request(tensor: Tensor, request_id: str = "", parameters: dict | None = None) -> bytes:
-    """A JSON infer request."""
-    doc: dict[str, Any] = {"inputs": [tensor.to_dict()]}
-    if request_id:
-        doc["id"] = request_id
-    if parameters:
-        doc["parameters"] = parameters
-    return dumps(doc)
-
-
 def binary_infer_request(tensor: Tensor, request_id: str = "") -> tuple[bytes, dict[str, str]]:
     """An infer request with the tensor as binary data, asking for binary outputs: the body and
     the headers that go with it."""
-    raw = tensor.to_bytes()
-    meta = {"name": tensor.name, "shape": list(tensor.shape), "datatype": tensor.datatype,
-            "parameters": {"binary_data_size": len(raw)}}
+    meta, raw = _binary_meta(tensor)
     doc: dict[str, Any] = {"inputs": [meta], "parameters": {"binary_data_output": True}}
     if request_id:
         doc["id"] = request_id
@@ -253,13 +259,7 @@ def wants_binary(doc: dict, output: str = "output") -> bool:
 
 def infer_response(model: str, tensor: Tensor, request_id: str = "", parameters: dict | None = None,
                    version: str = "", binary: bool = False) -> Response:
-    raw = b""
-    if not binary:
-        out = tensor.to_dict()
-    else:
-        out = {"name": tensor.name, "shape": list(tensor.shape), "datatype": tensor.datatype}
-        raw = tensor.to_bytes()
-        out["parameters"] = {"binary_data_size": len(raw)}
+    out, raw = _binary_meta(tensor) if binary else (tensor.to_dict(), b"")
     doc: dict[str, Any] = {"model_name": model, "id": request_id, "outputs": [out]}
     if version:
         doc["model_version"] = version
@@ -279,11 +279,7 @@ def output_tensor(doc: dict, name: str = "output", blob: bytes = b"") -> Tensor:
     for i, t in enumerate(outputs):
         if t.get("name") == name:
             if i in binary:
-                dt = t["datatype"]
-                if len(binary[i]) != math.prod(t["shape"]) * _itemsize(dt):
-                    raise V2Error("bad-shape", f"output {name!r}: shape {t['shape']} of {dt} does not fit its "
-                                               f"{len(binary[i])} binary bytes")
-                return Tensor(name, tuple(t["shape"]), dt, np.frombuffer(binary[i], NUMPY_DTYPES[dt]))
+                return _from_binary("output", name, t["shape"], t["datatype"], binary[i])
             return Tensor(name, tuple(t["shape"]), t["datatype"], _flatten(t["data"]))
     raise V2Error("bad-request", f"response has no output named {name!r}")
 
@@ -291,11 +287,7 @@ def output_tensor(doc: dict, name: str = "output", blob: bytes = b"") -> Tensor:
 def parse_infer_response(body: bytes, header_length: str | None = None, name: str = "output") -> tuple[Tensor, dict]:
     """The named output of an infer response (JSON, or with the binary extension when
     ``header_length`` is the response's Inference-Header-Content-Length), and its document."""
-    head, blob = _split_binary(body, header_length)
-    try:
-        doc = loads(head)
-    except Exception as e:
-        raise V2Error("bad-json", f"response body is not JSON ({type(e).__name__})") from None
+    doc, blob = _document(body, header_length, "response")
     return output_tensor(doc, name, blob), doc
 
 
