@@ -28,8 +28,8 @@ import platform
 import numpy as np
 
 from ipa.optimizer import problem_from_pipeline, solve
-from ipa.optimizer.problem import option_latency_s
-from ipa.optimizer.mixed import solve_mixed
+from ipa.optimizer.problem import min_replicas, option_latency_s
+from ipa.optimizer.mixed import solve_mixed, split_load
 from ipa.pipelines import load_pipeline
 from ipa.workloads import load_workload
 
@@ -54,7 +54,7 @@ def stage_mixes(problem, stage) -> list[tuple[float, int, float, int]]:
     rate, found = problem.rate_rps, []
     for b in sorted({o.batch for o in stage.options}):
         opts = [o for o in stage.options if o.batch == b]
-        need = [min(problem.scaling_cap, max(1, math.ceil(rate / o.throughput_rps))) for o in opts]
+        need = [min(problem.scaling_cap, min_replicas(o, rate)) for o in opts]
         for i, j in itertools.combinations_with_replacement(range(len(opts)), 2):
             for ni in range(1, need[i] + 1):
                 for nj in ([0] if i == j else range(1, need[j] + 1)):
@@ -63,11 +63,8 @@ def stage_mixes(problem, stage) -> list[tuple[float, int, float, int]]:
                     pairs = [(opts[i], ni)] + ([(opts[j], nj)] if nj else [])
                     if sum(o.throughput_rps * n for o, n in pairs) < rate:
                         continue
-                    left, accuracy = rate, 0.0
-                    for o, n in sorted(pairs, key=lambda p: -p[0].accuracy):
-                        carried = min(left, n * o.throughput_rps)
-                        accuracy += o.accuracy * carried / rate
-                        left -= carried
+                    # most accurate first, as for the rank sum (a stage's ranks order it as its accuracies do)
+                    accuracy = sum(sh.option.accuracy * sh.rate_rps for sh in split_load(pairs, rate)) / rate
                     found.append((accuracy, sum(o.base_cores * n for o, n in pairs),
                                   max(option_latency_s(o, rate) for o, _ in pairs), b))
     found.sort(key=lambda c: (c[1], c[2], -c[0]))
