@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except IpaError as e:
         print(f"ipa {args.command}: error: {e}", file=sys.stderr)
+        for note in getattr(e, "__notes__", ()):  # where to look next, e.g. a failed run's logs
+            print(f"ipa {args.command}: {note}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ipa {args.command}: interrupted", file=sys.stderr)

@@ -221,7 +221,40 @@ def test_real_mode_serves_built_models_end_to_end(tmp_path):
     assert "ready after" in log
     series = pd.read_csv(output.extra_files["prometheus_series.csv"])
     assert not series.empty
+    # each first replica timed five batches against its (generous) profile, and none was slower
+    checks = pd.read_csv(output.extra_files["speed_check.csv"])
+    assert set(checks["stage"]) == {"classifier", "detector"} and not checks["slower"].any()
+    assert set(checks["profiled_p50_s"].round(3)) == {0.6, 0.1}
     del out
+
+
+@pytest.mark.torch
+def test_real_mode_on_a_host_slower_than_its_profiles_is_refused_before_any_request(tmp_path, capsys):
+    """Profiles far faster than the (real, quick) models: `ipa run` starts the stage processes,
+    their first replicas time five batches after warm-up, and the run stops before Locust
+    starts, naming the stages and where the logs are."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from ipa.cli import main
+
+    _quick_real_pipeline(tmp_path, detector_s=1e-5, classifier_s=1e-5)
+    before = _children_of_me()
+    out = tmp_path / "run"
+    rc = main(["run", "--pipelines-file", str(tmp_path / "pipelines.yaml"), "--profiles-file",
+               str(tmp_path / "profiles.csv"), "--pipeline", "video-quick", "--workload", "constant-1",
+               "--duration", "10", "--policy", "fa2-low", "--backend", "local", "--mode", "real",
+               "--backend-option", "quick=true", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "refusing before the load starts" in err
+    assert "stage detector (rtdetr_r18vd" in err and "stage classifier (resnet-18" in err
+    assert "against the profiled 1e-05 s" in err
+    assert f"the run's logs are in {out / '.work' / 'logs'}" in err
+    assert not (out / "summary.json").exists()
+    assert not (out / ".work" / "logs" / "loadgen.log").exists()  # the load generator never started
+    assert _children_of_me() <= before  # and every process the stack started is gone
+    log = (out / ".work" / "logs" / "stage-detector.log").read_text()
+    assert "speed check: batch 1" in log and "slower than the profile" in log
 
 
 @pytest.mark.torch

@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from ipa.pipelines.catalogue import slug  # noqa: E402
-from ipa.pipelines.profiles import default_measurement_dir  # noqa: E402
+from ipa.pipelines.profiles import REPEATABILITY_LIMIT, default_measurement_dir  # noqa: E402
 from ipa.profiling.host import probe_ratio  # noqa: E402
 
 KEYS = ("microsoft/resnet-50@image-224x224", "facebook/s2t-small-librispeech-asr@audio-10s-gen40")
-LIMIT = 0.10
+LIMIT = REPEATABILITY_LIMIT
 
 
 def medians(doc: dict) -> dict[tuple[int, int], float]:

@@ -20,6 +20,7 @@ from ipa.backends.live import LiveBackend, initial_records
 from ipa.configuration import Configuration
 from ipa.errors import ConfigError, IpaError
 from ipa.pipelines.pipeline import Pipeline
+from ipa.pipelines.profiles import REPEATABILITY_LIMIT
 from ipa.serving.modes import MODES
 from ipa.serving.stack import LiveStack
 
@@ -58,6 +59,7 @@ class LocalBackend(LiveBackend):
         self._serving: list[tuple[float, str, str]] = []
         self._pending: list[int] = []
         self._seen_serving: dict[str, str] = {}
+        self._speed_checks: dict[str, list[dict]] = {}
 
     @property
     def router_url(self) -> str:
@@ -75,6 +77,11 @@ class LocalBackend(LiveBackend):
             self.stack.start(initial)
             # the experiment starts from a deployment that is up, as the simulator's does
             self._wait_configured(initial, s.ready_timeout_s)
+            status = self.stack.status()["stages"]
+            self._speed_checks = {st["stage"]: (st.get("process") or {}).get("speed_checks") or [] for st in status}
+            refusal = speed_refusal(pipeline, initial, self._speed_checks)
+            if refusal:
+                raise ConfigError(refusal)
         except BaseException:
             self.stack.stop()
             raise
@@ -133,6 +140,11 @@ class LocalBackend(LiveBackend):
             ((round(t - self.clock.t0_wall, 3), n, e) for t, n, e in self.stack.group.events))}
         for log in sorted((self.work_dir / "logs").glob("*.log")):
             out[f"logs/{log.name}"] = str(log)
+        checks = [(stage, c) for stage, cs in self._speed_checks.items() for c in cs]
+        if checks:
+            out["speed_check.csv"] = write_table(
+                self.work_dir / "speed_check.csv", SPEED_CHECK_COLUMNS,
+                ((stage, *(c[k] for k in SPEED_CHECK_COLUMNS[1:])) for stage, c in checks))
         prom_log = self.work_dir / "prometheus" / "prometheus.log"
         if prom_log.exists():
             out["logs/prometheus.log"] = str(prom_log)
@@ -163,6 +175,44 @@ class LocalBackend(LiveBackend):
                     or proc.get("loading") or proc.get("draining"):
                 return False
         return True
+
+
+SPEED_CHECK_COLUMNS = ("stage", "replica", "variant", "cores", "batch", "median_s", "profiled_p50_s",
+                       "profiled_p99_s", "ratio", "slower")
+
+
+def speed_refusal(pipeline: Pipeline, initial: Configuration, checks: dict[str, list[dict]]) -> str | None:
+    """Why a real-mode run must not start, or None: the replicas of some stage time their batches
+    slower than the profile the policy plans with (ipa.serving.compute.speed_check_verdict), so
+    the capacity it provisions is not there and the run would measure this host, not the policy.
+    Names each such stage with its measured and profiled times, and the cores the run's first
+    configuration would need at the measured speed."""
+    slow = {stage: max(cs, key=lambda c: c["ratio"]) for stage, cs in checks.items()
+            if any(c["slower"] for c in cs)}
+    if not slow:
+        return None
+    lines, need = [], 0
+    for name, sc in initial.stages.items():
+        c = slow.get(name)
+        if c is None:
+            need += sc.total_cores
+            continue
+        replicas = math.ceil(sc.replicas * c["ratio"])
+        need += replicas * sc.cores
+        sla = pipeline.stage_sla_s[name]
+        fits = (f"about {replicas} replicas ({replicas * sc.cores} cores) for the same throughput"
+                if c["median_s"] <= sla else f"no replica count: one batch alone exceeds the stage's {sla:.3g} s SLA")
+        lines.append(f"stage {name} ({c['variant'].split('/')[-1]}, batch {c['batch']}, {c['cores']} core(s)): "
+                     f"{c['median_s']:.3g} s a batch (median of {len(c['samples_s'])} after warm-up) against the "
+                     f"profiled {c['profiled_p50_s']:.3g} s, x{c['ratio']:.2g}; {sc.replicas} replica(s) now, "
+                     f"{fits}")
+    return (f"--mode real: this host computes slower than the profiles the policy plans with (by more than "
+            f"the profiles' same-host repeatability of {REPEATABILITY_LIMIT:.0%}), so the run would drop or "
+            f"delay requests for want of capacity the policy thinks it has: refusing before the load starts. "
+            + "; ".join(lines) + f". At this speed the first configuration alone needs about {need} cores "
+            f"(it provisions {initial.total_cores}). Profile this host and run with its profiles: "
+            f"`ipa profile --pipeline {pipeline.name} --out D/profiles` (it writes D/profiles.csv), then "
+            f"`ipa run ... --profiles-file D/profiles.csv`; or use --mode emulated.")
 
 
 SETTINGS = LocalSettings

@@ -35,6 +35,10 @@ PROFILE_COLUMNS = (
 PROVENANCE_COLUMNS = ("ci_low_s", "ci_high_s", "model")
 MODELLED_CORES = (1, 2, 4, 8, 16)  # every table has these; the ones not measured are modelled
 SOURCES = ("measured", "modelled")
+# How far a median may move when the same key is measured again on the same host, quiet
+# (benchmarks/profiles/repeat.py holds the committed profiles to it; it measured at most 4.9 %).
+# More than this between a profile and a run means another host, or a loaded one.
+REPEATABILITY_LIMIT = 0.10
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,10 @@ class StageSpec:
     # FP32 elements per request in this stage's answers: what the next stage consumes
     # (ipa.pipelines.wire), so emulated replicas put real-size tensors on the wire
     output_elements: int = 1
+    # real: the replicas the process starts with time a few batches against their profile
+    # (ipa.serving.compute.speed_check_verdict) and the status reports it; later replicas do not,
+    # so a scale-up's start to ready stays the profiled one
+    speed_check: bool = False
 
     def variant(self, name: str) -> VariantSpec:
         try:

@@ -59,6 +59,8 @@ class LiveStack:
         # one CPU-claim folder for every stage process of the stack (real mode pins replicas)
         self.specs = stage_specs(pipeline, mode, quick, load_time_scale, seed,
                                  cpu_lock_dir=str(Path(folder).resolve() / "cpus"))
+        for spec in self.specs.values():  # real: the first replicas time themselves against the profile
+            spec.speed_check = mode == "real"
         if router_port:
             check_port_free(router_port, host)
         self.router_port = router_port or free_port(host)

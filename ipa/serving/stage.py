@@ -66,7 +66,12 @@ class StageServer:
         # set on SIGTERM when draining (a Kubernetes pod going away): report no ready replica so
         # the router sends nothing new, and finish what was sent
         self.terminating = False
+        # the verdicts of the replicas that timed batches against their profile (real mode, the
+        # process's first replicas when the spec asks): kept after those replicas retire
+        self.speed_checks: list[dict] = []
+        self._checking = spec.speed_check and spec.mode == "real"
         self.reconcile()
+        self._checking = False
 
     # --- replicas -----------------------------------------------------------------------------
     def apply(self, config: StageConfig) -> None:
@@ -103,7 +108,8 @@ class StageServer:
     def _add(self) -> None:
         c = self.config
         variant = self.spec.variant(c.variant)
-        r = Replica(next(self._ids), c.variant, c.cores, make_compute(self.spec, variant, c.cores, self._rng))
+        r = Replica(next(self._ids), c.variant, c.cores, make_compute(
+            self.spec, variant, c.cores, self._rng, speed_check=c.batch if self._checking else None))
         claim = getattr(r.compute, "claim", None)
         shared = claim.shared if claim is not None else ()
         if shared:  # the machine has fewer free CPUs than the configuration provisions
@@ -126,6 +132,12 @@ class StageServer:
             return
         r.state = READY
         log(f"replica {r.id} ({r.variant}) ready after {time.perf_counter() - t:.2f}s")
+        speed = getattr(r.compute, "speed", None)
+        if speed is not None:
+            self.speed_checks.append(dict(speed, replica=r.id, cores=r.cores))
+            log(f"replica {r.id} speed check: batch {speed['batch']} takes {speed['median_s']:.4g}s (median of "
+                f"{len(speed['samples_s'])}), profiled {speed['profiled_p50_s']:.4g}s: x{speed['ratio']:.3g}"
+                + (", slower than the profile" if speed["slower"] else ""))
         self._release(r)
         self.reconcile()
 
@@ -193,7 +205,8 @@ class StageServer:
                 "variants": sorted({r.variant for r in self.replicas}),
                 # real mode: the CPUs each replica is pinned to, and those it shares with another
                 "replica_cpus": [list(c.cpus) for c in self._claims()],
-                "shared_cpus": sorted({cpu for c in self._claims() for cpu in c.shared})}
+                "shared_cpus": sorted({cpu for c in self._claims() for cpu in c.shared}),
+                "speed_checks": list(self.speed_checks)}
 
     def _claims(self) -> list:
         return [r.compute.claim for r in self.replicas if getattr(r.compute, "claim", None) is not None]
